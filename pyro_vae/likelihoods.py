@@ -1,0 +1,139 @@
+"""Likelihoods (decoders) p_θ(x|z): a distribution head over a network.
+
+A likelihood is an ``nn.Module`` whose ``forward(z)`` maps latents of shape
+``(*batch, latent_dim)`` (batch may include leading particle dimensions) to a
+distribution over x with ``batch_shape == batch`` and ``event_shape`` equal to
+the trailing shape of the network's output, the data's event shape. Each head
+declares its ``support``, so data can be checked before training.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.distributions import constraints
+from torch.nn import functional as F
+
+__all__ = ["Likelihood", "Bernoulli", "ContinuousBernoulli", "Gaussian"]
+
+
+class Likelihood(nn.Module, ABC):
+    """Abstract base of likelihoods: ``forward(z) -> Distribution`` over x.
+
+    Subclasses implement :meth:`distribution`, which turns the network's raw
+    output into a distribution with one batch entry per data dimension; the
+    base class reinterprets the data dimensions as the event.
+
+    Arguments:
+        net: maps ``(*batch, latent_dim)`` to raw parameters ``(*batch, *event_shape)``.
+    """
+
+    support: constraints.Constraint
+    support_description: str
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        self.net = net
+
+    @abstractmethod
+    def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
+        """Elementwise distribution of x given the network output, same shape as ``params``."""
+
+    def forward(self, z: torch.Tensor) -> dist.TorchDistribution:
+        params = self.net(z)
+        event_dims = params.dim() - (z.dim() - 1)
+        if event_dims < 1 or params.shape[: z.dim() - 1] != z.shape[:-1]:
+            raise ValueError(
+                f"the likelihood's network mapped z of shape {tuple(z.shape)} to "
+                f"{tuple(params.shape)}; it must keep z's leading dimensions {tuple(z.shape[:-1])}"
+            )
+        return self.distribution(params).to_event(event_dims)
+
+
+class Bernoulli(Likelihood):
+    """Bernoulli pixels with logits from the network, for binary data x ∈ {0, 1}.
+
+    log p(x|z) = Σ_i [ x_i ℓ_i - log(1 + exp ℓ_i) ], ℓ = net(z) (computed stably from logits).
+    """
+
+    support = constraints.boolean
+    support_description = "binary values {0, 1}"
+
+    def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
+        return dist.Bernoulli(logits=params)
+
+
+class ContinuousBernoulli(Likelihood):
+    """Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) for intensities x ∈ [0, 1].
+
+    log p(x|z) = Σ_i [ x_i log λ_i + (1 - x_i) log(1 - λ_i) + log C(λ_i) ], λ = sigmoid(net(z)),
+    where C(λ) = 2 artanh(1 - 2λ) / (1 - 2λ) normalises the density on [0, 1].
+
+    References:
+        1. G. Loaiza-Ganem, J. P. Cunningham. The continuous Bernoulli: fixing a pervasive
+           error in variational autoencoders. NeurIPS 2019.
+    """
+
+    support = constraints.unit_interval
+    support_description = "values in [0, 1]"
+
+    def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
+        return dist.ContinuousBernoulli(logits=params)
+
+
+def _inverse_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
+
+
+class Gaussian(Likelihood):
+    """Gaussian pixels x_i ~ N(μ_i(z), σ²) with mean from the network, for real-valued data.
+
+    log p(x|z) = Σ_i [ -½ ((x_i - μ_i)/σ)² - log σ - ½ log 2π ].
+
+    Arguments:
+        net: maps z to the mean μ.
+        scale: σ, the standard deviation shared by all pixels (its initial value when learned).
+        learn_scale: learn σ as one parameter, σ = softplus(ρ) + min_scale.
+        min_scale: floor of a learned σ, which keeps the density bounded on constant pixels.
+    """
+
+    support = constraints.real
+    support_description = "finite real values"
+
+    def __init__(
+        self,
+        net: nn.Module,
+        scale: float = 1.0,
+        learn_scale: bool = False,
+        min_scale: float = 1e-3,
+    ) -> None:
+        super().__init__(net)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+        if not (math.isfinite(min_scale) and 0 <= min_scale < scale):
+            raise ValueError(f"min_scale must be in [0, scale={scale}), got {min_scale!r}")
+        self.learn_scale = learn_scale
+        self.min_scale = min_scale
+        if learn_scale:
+            self.raw_scale = nn.Parameter(torch.tensor(_inverse_softplus(scale - min_scale)))
+        else:
+            self.register_buffer("fixed_scale", torch.tensor(float(scale)))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """σ as a 0-dimensional tensor."""
+        if self.learn_scale:
+            return F.softplus(self.raw_scale) + self.min_scale
+        return self.fixed_scale
+
+    def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
+        return dist.Normal(params, self.scale.to(params.dtype).expand(params.shape))
+
+    def extra_repr(self) -> str:
+        return f"learn_scale={self.learn_scale}"

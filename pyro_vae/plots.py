@@ -1,0 +1,138 @@
+"""Figures: image grids of samples and reconstructions, and learning curves.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas,
+never through pyplot's global state, so they work without a display and never
+change the user's matplotlib backend. Each ``save_*`` function writes a PNG and
+returns its path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .train import History
+from .vae import VAE
+
+__all__ = [
+    "image_grid",
+    "save_image_grid",
+    "save_samples",
+    "save_reconstructions",
+    "save_learning_curves",
+]
+
+
+def image_grid(
+    images: torch.Tensor, image_shape: Sequence[int], ncols: int | None = None, pad: int = 1
+) -> np.ndarray:
+    """Tiles images into one array for display.
+
+    Arguments:
+        images: ``(N, C*H*W)`` or ``(N, C, H, W)``, values in [0, 1].
+        image_shape: ``(C, H, W)``; C must be 1 (grey) or 3 (RGB).
+        ncols: images per row (default: a near-square grid).
+        pad: pixels of background between images.
+
+    Returns:
+        an array ``(rows*(H+pad)-pad, ncols*(W+pad)-pad)`` for grey images, with a
+        trailing channel axis of 3 for RGB.
+    """
+    c, h, w = (int(s) for s in image_shape)
+    if c not in (1, 3):
+        raise ValueError(f"image_shape must have 1 or 3 channels, got {tuple(image_shape)}")
+    x = images.detach().float().cpu().reshape(-1, c, h, w).clamp(0, 1).numpy()
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("image_grid needs at least one image")
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    grid = np.ones((c, nrows * (h + pad) - pad, ncols * (w + pad) - pad), dtype=np.float32)
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        grid[:, r * (h + pad) : r * (h + pad) + h, col * (w + pad) : col * (w + pad) + w] = x[i]
+    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def _show_grid(ax, grid: np.ndarray, title: str | None) -> None:
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+
+
+def save_image_grid(
+    images: torch.Tensor,
+    image_shape: Sequence[int],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    ncols: int | None = None,
+) -> Path:
+    """Writes a grid of images (see :func:`image_grid`) to a PNG file."""
+    grid = image_grid(images, image_shape, ncols)
+    fig = Figure(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + 0.4))
+    _show_grid(fig.add_subplot(), grid, title)
+    return _save(fig, path)
+
+
+def save_samples(
+    vae: VAE, image_shape: Sequence[int], path: str | os.PathLike, num_samples: int = 64
+) -> Path:
+    """Draws z ~ p(z) and writes the decoder's means E[x|z] as a grid."""
+    return save_image_grid(
+        vae.sample(num_samples), image_shape, path,
+        title=f"samples: E[x | z], z ~ p(z) ({num_samples})",
+    )
+
+
+def save_reconstructions(
+    vae: VAE, x: torch.Tensor, image_shape: Sequence[int], path: str | os.PathLike,
+    num: int = 16,
+) -> Path:
+    """Writes inputs (top row) above their reconstructions E[x | z = E_q[z|x]] (bottom row)."""
+    x = x[:num]
+    with torch.no_grad():
+        recon = vae.reconstruct(x.to(next(vae.parameters()).device))
+    fig = Figure(figsize=(max(6, len(x) * 0.5), 2.2))
+    top, bottom = fig.subplots(2, 1)
+    _show_grid(top, image_grid(x, image_shape, ncols=len(x)), "inputs")
+    _show_grid(bottom, image_grid(recon, image_shape, ncols=len(x)), "reconstructions")
+    return _save(fig, path)
+
+
+def save_learning_curves(history: History, path: str | os.PathLike) -> Path:
+    """Plots the training and validation objective (negative loss, nats per example) by epoch."""
+    epochs = history.column("epoch")
+    if not epochs:
+        raise ValueError("the history holds no finished epoch to plot")
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    ax.plot(epochs, [-v for v in history.column("train_loss")], label="train", marker=".")
+    valid = [-v for v in history.column("valid_loss")]
+    if not all(math.isnan(v) for v in valid):
+        ax.plot(epochs, valid, label="validation", marker=".")
+    if history.best_epoch is not None:
+        ax.axvline(history.best_epoch, color="grey", linestyle=":", label="best epoch")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("objective (nats per example, higher is better)")
+    ax.set_title("learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)

@@ -1,0 +1,391 @@
+"""Training: ``fit()`` runs Pyro's SVI over mini-batches, with logs, checkpoints and resume.
+
+Each step draws a mini-batch x of B examples and takes one ``pyro.infer.SVI``
+step on the objective with the model and guide scaled by 1/B, so the loss is
+the negative bound *per example*, in nats, whatever the batch size:
+
+    loss(x) = -(1/B) Σ_b bound(x_b)
+
+and learning rates mean the same at every batch size. A run folder (``out``)
+receives ``log.csv`` (one row per epoch), ``config.json``, ``checkpoint.pt``
+(the state after the last finished epoch, for resuming) and ``best.pt`` (the
+parameters with the best validation loss).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyro
+import pyro.infer
+import pyro.optim
+import pyro.poutine as poutine
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoints, objectives
+from ._checks import check_data, check_positive_float, check_positive_int
+from .vae import VAE
+
+__all__ = ["History", "fit", "LOG_COLUMNS"]
+
+LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "seconds")
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+@dataclass
+class History:
+    """What ``fit`` did: one row per finished epoch, as written to ``log.csv``.
+
+    Attributes:
+        rows: dicts with keys ``epoch``, ``train_loss`` (negative bound per example,
+            averaged over the epoch's steps), ``valid_loss`` (the same on the
+            validation data after the epoch, or NaN) and ``seconds`` (training time).
+        best_epoch: the epoch of the lowest validation loss, or ``None`` without validation.
+        stopped_early: whether early stopping ended the run.
+    """
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def column(self, name: str) -> list[float]:
+        """The values of one column, one per epoch."""
+        if name not in LOG_COLUMNS:
+            raise ValueError(f"unknown column {name!r}; choose one of: {', '.join(LOG_COLUMNS)}")
+        return [row[name] for row in self.rows]
+
+
+def _per_example(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps a model or guide so its log-densities are scaled by 1 / batch size."""
+
+    def scaled(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        with poutine.scale(scale=1.0 / x.shape[0]):
+            return fn(x, *args, **kwargs)
+
+    return scaled
+
+
+def _batches(
+    data: torch.Tensor, batch_size: int, *, shuffle: bool, binarize: bool
+) -> Iterator[torch.Tensor]:
+    """Mini-batches of ``data`` by indexing (no copies of the whole set), drawn fresh.
+
+    With ``binarize``, each batch is one Bernoulli draw of its intensities, so the
+    binarisation changes every epoch (dynamic binarisation).
+    """
+    n = data.shape[0]
+    order = torch.randperm(n).to(data.device) if shuffle else None
+    for start in range(0, n, batch_size):
+        batch = data[order[start : start + batch_size]] if shuffle else data[start : start + batch_size]
+        yield torch.bernoulli(batch) if binarize else batch
+
+
+def _resolve_device(device: str | torch.device | None, vae: VAE | None, data: torch.Tensor):
+    if device is None:
+        if vae is not None:
+            first = next(vae.parameters(), None)
+            return first.device if first is not None else data.device
+        return data.device
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but CUDA is not available")
+    return device
+
+
+def _event_shape(vae: VAE, device: torch.device) -> torch.Size:
+    with torch.no_grad():
+        return vae.decode(vae.prior().sample((1,)).to(device)).event_shape
+
+
+def _params_snapshot(vae: VAE | None) -> dict[str, torch.Tensor]:
+    if vae is not None:
+        return {k: v.detach().clone() for k, v in vae.state_dict().items()}
+    return {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+
+
+def _restore_params(vae: VAE | None, snapshot: dict[str, torch.Tensor]) -> None:
+    if vae is not None:
+        vae.load_state_dict(snapshot)
+        return
+    store = pyro.get_param_store()
+    for name, value in snapshot.items():
+        store[name] = value.to(store[name].device) if name in store else value
+
+
+def _mean_loss(svi: pyro.infer.SVI, data: torch.Tensor, batch_size: int) -> float:
+    total = 0.0
+    for batch in _batches(data, batch_size, shuffle=False, binarize=False):
+        total += svi.evaluate_loss(batch) * batch.shape[0]
+    return total / data.shape[0]
+
+
+def _check_finite(loss: float, epoch: int, step: int, objective: pyro.infer.ELBO) -> None:
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"the loss of {type(objective).__name__} became {loss} at epoch {epoch}, step {step}; "
+            "lower the learning rate or check the data"
+        )
+
+
+class _RunFolder:
+    """The files of a run: config.json, log.csv and the checkpoints."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.path = Path(out)
+        self.checkpoint = self.path / CHECKPOINT
+        self.best = self.path / BEST
+        self.log = self.path / "log.csv"
+
+    def start(self, config: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
+        if not resume and self.checkpoint.exists() and not overwrite:
+            raise FileExistsError(
+                f"{self.path} already holds a run ({CHECKPOINT}); resume it, "
+                "choose another folder, or allow overwriting it"
+            )
+        if resume and not self.checkpoint.exists():
+            raise FileNotFoundError(f"cannot resume: no {CHECKPOINT} in {self.path}")
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            for stale in (self.best, self.log):
+                stale.unlink(missing_ok=True)
+            with open(self.log, "w", newline="") as f:
+                csv.writer(f).writerow(LOG_COLUMNS)
+        tmp = self.path / ".config.json.tmp"
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        tmp.replace(self.path / "config.json")
+
+    def append(self, row: dict[str, float]) -> None:
+        with open(self.log, "a", newline="") as f:
+            csv.writer(f).writerow([row[c] for c in LOG_COLUMNS])
+
+
+def fit(
+    model: VAE | Callable[..., Any],
+    data: torch.Tensor,
+    *,
+    guide: Callable[..., Any] | None = None,
+    valid: torch.Tensor | None = None,
+    objective: str | pyro.infer.ELBO = objectives.DEFAULT_OBJECTIVE,
+    num_particles: int = 1,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    binarize: bool = False,
+    patience: int | None = None,
+    seed: int | None = None,
+    device: str | torch.device | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    config: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> History:
+    """Trains a VAE, or any Pyro model/guide pair, by stochastic variational inference.
+
+    Arguments:
+        model: a :class:`~pyro_vae.VAE`, or a Pyro model function taking a batch ``x``.
+        data: training data ``(N, *event_shape)``.
+        guide: the guide function when ``model`` is a function (not with a VAE).
+        valid: validation data; its loss is computed after each epoch, enables
+            early stopping and ``best.pt``, and at the end the parameters of the
+            best epoch are restored.
+        objective: a name from :data:`pyro_vae.objectives.OBJECTIVES`, or any
+            ``pyro.infer.ELBO``. The default, ``"analytic-kl"``, uses the closed-form KL.
+        num_particles: samples of z per example, with an objective given by name.
+        epochs: the total number of epochs (a resumed run continues up to it).
+        batch_size: examples per step.
+        lr: Adam's learning rate.
+        binarize: draw x ~ Bernoulli(data) afresh for every mini-batch (dynamic
+            binarisation); ``data`` must then hold intensities in [0, 1].
+        patience: with ``valid``, stop after this many epochs without improvement.
+        seed: seeds Python, NumPy, torch and Pyro (``pyro.set_rng_seed``) first.
+        device: ``"cpu"`` or ``"cuda"``; the VAE and the data are moved there.
+        out: run folder for ``log.csv``, ``config.json`` and checkpoints (none if ``None``).
+        resume: continue the run saved in ``out``: parameters, optimizer,
+            random-number state and history come from its ``checkpoint.pt``.
+        overwrite: start afresh in an ``out`` that already holds a run.
+        config: extra plain data (JSON-serialisable) saved in ``config.json`` and checkpoints.
+        progress: show a progress bar and one summary line per epoch on stderr.
+
+    Returns:
+        the :class:`History` of all epochs, including those before a resume.
+    """
+    vae = model if isinstance(model, VAE) else None
+    if vae is not None:
+        if guide is not None:
+            raise ValueError("guide must not be given with a VAE: the VAE provides its own")
+        model_fn, guide_fn = vae.model, vae.guide
+    else:
+        if not callable(model) or not callable(guide):
+            raise TypeError(
+                "fit needs a pyro_vae.VAE, or a model function together with guide=<function>"
+            )
+        model_fn, guide_fn = model, guide
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    lr = check_positive_float("lr", lr)
+    if patience is not None:
+        patience = check_positive_int("patience", patience)
+        if valid is None:
+            raise ValueError("patience (early stopping) needs validation data: pass valid=")
+    if resume and out is None:
+        raise ValueError("resume needs the run folder: pass out=")
+    if isinstance(objective, str):
+        loss = objectives.make(objective, num_particles)
+    elif isinstance(objective, pyro.infer.ELBO):
+        loss = objective
+    else:
+        raise TypeError(f"objective must be a name or a pyro.infer.ELBO, got {objective!r}")
+
+    device = _resolve_device(device, vae, check_data(data, "data"))
+    if vae is not None:
+        vae.to(device)
+        event_shape = _event_shape(vae, device)
+        check_data(data, "data", likelihood=None if binarize else vae.likelihood,
+                   event_shape=event_shape)
+        if valid is not None:
+            check_data(valid, "valid", likelihood=vae.likelihood, event_shape=event_shape)
+    elif valid is not None:
+        check_data(valid, "valid", event_shape=data.shape[1:])
+    if binarize and not bool(((data >= 0) & (data <= 1)).all()):
+        raise ValueError(
+            "binarize=True draws x ~ Bernoulli(data): data must hold intensities in [0, 1], "
+            f"found min {data.min().item():g}, max {data.max().item():g}"
+        )
+    data = data.to(device)
+    valid = valid.to(device) if valid is not None else None
+
+    run_config = {
+        "objective": objective if isinstance(objective, str) else type(objective).__name__,
+        "num_particles": loss.num_particles,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "binarize": binarize,
+        "patience": patience,
+        "seed": seed,
+        **(config or {}),
+    }
+    folder = _RunFolder(out) if out is not None else None
+    if seed is not None and not resume:
+        pyro.set_rng_seed(seed)
+    optim = pyro.optim.Adam({"lr": lr})
+    svi = pyro.infer.SVI(_per_example(model_fn), _per_example(guide_fn), optim, loss)
+
+    if folder is not None:
+        folder.start(run_config, resume=resume, overwrite=overwrite)
+    history = History()
+    best_loss, best_params, bad_epochs, start = math.inf, None, 0, 1
+    if resume:
+        state = checkpoints.load(folder.checkpoint, map_location=device)
+        _load_training_state(state, vae, svi, model_fn, guide_fn, data[:1])
+        history.rows = [dict(r) for r in state["history"]]
+        history.best_epoch = state["best_epoch"]
+        best_loss, bad_epochs = state["best_loss"], state["bad_epochs"]
+        if folder.best.exists():
+            best_params = checkpoints.load(folder.best, map_location=device)["params"]
+        start = state["epoch"] + 1
+        checkpoints.set_rng_state(state["rng_state"])
+
+    num_batches = math.ceil(data.shape[0] / batch_size)
+    for epoch in range(start, epochs + 1):
+        tic = time.perf_counter()
+        total = 0.0
+        # disable=None hides the bar when stderr is not a terminal (logs, CI).
+        bar = tqdm(total=num_batches, desc=f"epoch {epoch}/{epochs}", leave=False,
+                   disable=None if progress else True, file=sys.stderr)
+        with bar:
+            for step, batch in enumerate(
+                _batches(data, batch_size, shuffle=True, binarize=binarize), start=1
+            ):
+                step_loss = svi.step(batch)
+                _check_finite(step_loss, epoch, step, loss)
+                total += step_loss * batch.shape[0]
+                bar.update()
+                bar.set_postfix(loss=f"{total / min(step * batch_size, data.shape[0]):.3f}")
+        row = {
+            "epoch": epoch,
+            "train_loss": total / data.shape[0],
+            "valid_loss": math.nan,
+            "seconds": time.perf_counter() - tic,
+        }
+        if valid is not None:
+            row["valid_loss"] = _mean_loss(svi, valid, batch_size)
+            if row["valid_loss"] < best_loss:
+                best_loss, bad_epochs, history.best_epoch = row["valid_loss"], 0, epoch
+                best_params = _params_snapshot(vae)
+                if folder is not None:
+                    checkpoints.save({"epoch": epoch, "params": best_params,
+                                      "config": run_config}, folder.best)
+            else:
+                bad_epochs += 1
+        history.rows.append(row)
+        if progress:
+            valid_text = f"  valid {row['valid_loss']:.3f}" if valid is not None else ""
+            tqdm.write(f"epoch {epoch}/{epochs}  train {row['train_loss']:.3f}{valid_text}  "
+                       f"({row['seconds']:.1f} s)", file=sys.stderr)
+        if folder is not None:
+            folder.append(row)
+            checkpoints.save(
+                _training_state(epoch, vae, svi, run_config, history, best_loss, bad_epochs),
+                folder.checkpoint,
+            )
+        if patience is not None and bad_epochs >= patience:
+            history.stopped_early = True
+            break
+    if best_params is not None and history.best_epoch != history.rows[-1]["epoch"]:
+        _restore_params(vae, best_params)
+    return history
+
+
+def _training_state(
+    epoch: int,
+    vae: VAE | None,
+    svi: pyro.infer.SVI,
+    config: dict[str, Any],
+    history: History,
+    best_loss: float,
+    bad_epochs: int,
+) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "params": _params_snapshot(vae),
+        "optim_state": svi.optim.get_state(),
+        "rng_state": checkpoints.get_rng_state(),
+        "config": config,
+        "history": history.rows,
+        "best_epoch": history.best_epoch,
+        "best_loss": best_loss,
+        "bad_epochs": bad_epochs,
+    }
+
+
+def _load_training_state(
+    state: dict[str, Any],
+    vae: VAE | None,
+    svi: pyro.infer.SVI,
+    model_fn: Callable[..., Any],
+    guide_fn: Callable[..., Any],
+    example: torch.Tensor,
+) -> None:
+    if vae is None:
+        # Run the program once so that every pyro.param exists with its constraint,
+        # then overwrite the values with the saved ones.
+        with torch.no_grad(), poutine.block():
+            guide_fn(example)
+            model_fn(example)
+    _restore_params(vae, state["params"])
+    svi.optim.set_state(state["optim_state"])

@@ -1,0 +1,38 @@
+"""Shared fixtures: every test starts with an empty param store and a fixed seed."""
+
+from __future__ import annotations
+
+import pyro
+import pytest
+import torch
+
+from pyro_vae import guides, likelihoods, nets, priors
+from pyro_vae.vae import VAE
+
+
+@pytest.fixture(autouse=True)
+def fresh_pyro_state():
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+def small_vae(data_dim: int = 12, latent_dim: int = 3, likelihood: str = "bernoulli") -> VAE:
+    """A VAE small enough for fast tests, with the named likelihood head."""
+    decoder = nets.MLP(latent_dim, [16], data_dim)
+    head = {
+        "bernoulli": likelihoods.Bernoulli,
+        "continuous-bernoulli": likelihoods.ContinuousBernoulli,
+        "gaussian": likelihoods.Gaussian,
+    }[likelihood](decoder)
+    return VAE(
+        priors.StandardNormal(latent_dim),
+        head,
+        guides.DiagonalNormal(nets.MLP(data_dim, [16]), latent_dim=latent_dim),
+    )
+
+
+def binary_data(n: int = 40, data_dim: int = 12, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(torch.rand(n, data_dim, generator=g), generator=g)

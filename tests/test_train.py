@@ -1,0 +1,175 @@
+"""fit(): per-example scaling, learning on real digits, run folders, resume, early stopping, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from conftest import binary_data, small_vae
+
+import pyro_vae as pv
+from pyro_vae.linear_gaussian import LinearGaussian
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 40])
+def test_losses_are_per_example_nats_whatever_the_batch_size(batch_size):
+    # With the exact posterior as guide every sample gives ELBO = log p(x) exactly,
+    # so the per-example loss is known; a tiny learning rate keeps the model fixed.
+    model = LinearGaussian.random(data_dim=5, latent_dim=2, seed=4)
+    x = model.sample(40, seed=5)
+    history = pv.fit(model.vae(), x, valid=x, objective="elbo", epochs=1,
+                     batch_size=batch_size, lr=1e-12, progress=False)
+    expected = -model.log_marginal(x).mean().item()
+    assert history.rows[0]["train_loss"] == pytest.approx(expected, abs=1e-6)
+    assert history.rows[0]["valid_loss"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_training_on_the_embedded_digits_improves_held_out_log_likelihood():
+    train = pv.data.load("mnist5k", "train")[:1000]
+    test = pv.data.load("mnist5k", "test", binarize="static")[:200]
+    vae = pv.VAE(
+        pv.priors.StandardNormal(8),
+        pv.likelihoods.Bernoulli(pv.nets.MLP(8, [128], 784)),
+        pv.guides.DiagonalNormal(pv.nets.MLP(784, [128]), latent_dim=8),
+    )
+
+    def held_out():
+        return pv.evaluate.log_likelihood(vae.model, vae.guide, test, num_samples=20)
+
+    before = held_out()
+    pv.fit(vae, train, epochs=3, batch_size=50, lr=3e-3, binarize=True, seed=0, progress=False)
+    gain = held_out() - before
+    # The margin is the paired standard error of the mean gain over the test examples.
+    margin = 5 * gain.std().item() / math.sqrt(len(gain))
+    assert gain.mean().item() > margin
+    assert gain.mean().item() > 0
+
+
+def test_a_run_folder_holds_config_log_and_checkpoints(tmp_path):
+    x = binary_data(40)
+    history = pv.fit(small_vae(), x, valid=x[:10], epochs=3, batch_size=16, out=tmp_path,
+                     config={"note": "hello"}, progress=False)
+    assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "log.csv", "checkpoint.pt",
+                                                    "best.pt"}
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["note"] == "hello" and config["objective"] == "analytic-kl"
+    with open(tmp_path / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[-1]["train_loss"]) == pytest.approx(history.rows[-1]["train_loss"])
+    state = pv.checkpoints.load(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 3 and set(state["params"]) == set(small_vae().state_dict())
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        pv.fit(small_vae(), x, epochs=1, out=tmp_path, progress=False)
+    pv.fit(small_vae(), x, epochs=1, out=tmp_path, overwrite=True, progress=False)
+    assert not (tmp_path / "best.pt").exists()
+
+
+def test_resuming_gives_the_same_parameters_as_training_straight_through(tmp_path):
+    x = torch.rand(48, 12)  # intensities: dynamic binarisation draws from the RNG each step
+    kwargs = dict(epochs=4, batch_size=10, binarize=True, seed=3, progress=False)
+    pyro.set_rng_seed(0)
+    straight = small_vae()
+    pv.fit(straight, x, out=tmp_path / "a", **kwargs)
+
+    pyro.set_rng_seed(0)
+    interrupted = small_vae()
+    pv.fit(interrupted, x, out=tmp_path / "b", **(kwargs | {"epochs": 2}))
+    pyro.set_rng_seed(123)  # a restarted process has other generator states
+    resumed = small_vae()  # and a freshly initialised model
+    history = pv.fit(resumed, x, out=tmp_path / "b", resume=True, **kwargs)
+
+    assert [r["epoch"] for r in history.rows] == [1, 2, 3, 4]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+
+
+def _shift_model(x):
+    b = pyro.param("b", torch.zeros(x.shape[1]))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("x", dist.Normal(b, 1.0).to_event(1), obs=x)
+
+
+def _empty_guide(x):
+    pass
+
+
+def test_early_stopping_restores_the_best_parameters_of_a_plain_pyro_model(tmp_path):
+    # Training pulls b towards +1 while the validation data sit at -1: validation
+    # loss rises after the first epoch, so training stops after `patience` more.
+    train, valid = torch.ones(20, 2), -torch.ones(20, 2)
+    history = pv.fit(_shift_model, train, guide=_empty_guide, valid=valid, objective="elbo",
+                     epochs=20, batch_size=5, lr=0.1, patience=2, out=tmp_path, progress=False)
+    assert history.stopped_early and history.best_epoch == 1 and len(history.rows) == 3
+    best = pv.checkpoints.load(tmp_path / "best.pt")["params"]["b"]
+    torch.testing.assert_close(pyro.param("b").detach(), best)
+    last = pv.checkpoints.load(tmp_path / "checkpoint.pt")["params"]["b"]
+    assert (last > best).all()
+
+
+def test_a_plain_pyro_model_resumes_from_its_checkpoint(tmp_path):
+    train = torch.ones(20, 2)
+    kwargs = dict(guide=_empty_guide, objective="elbo", batch_size=5, lr=0.1, progress=False)
+    pv.fit(_shift_model, train, epochs=2, out=tmp_path, **kwargs)
+    saved = pyro.param("b").detach().clone()
+    pyro.clear_param_store()
+    history = pv.fit(_shift_model, train, epochs=3, out=tmp_path, resume=True, **kwargs)
+    assert len(history.rows) == 3
+    assert (pyro.param("b").detach() > saved).all()
+
+
+def test_a_non_finite_loss_stops_training_with_the_step_named():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(pyro.param("b", torch.zeros(2)), 1e-30).to_event(1),
+                        obs=x)
+
+    with pytest.raises(FloatingPointError, match="epoch 1, step 1"):
+        pv.fit(model, torch.ones(4, 2), guide=_empty_guide, epochs=1, progress=False)
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, error, match",
+    [
+        (binary_data() * 255, {}, ValueError, r"support of the Bernoulli.*max 255"),
+        (binary_data().masked_fill(torch.eye(40, 12, dtype=torch.bool), math.nan), {},
+         ValueError, "NaN"),
+        (binary_data()[:, :5], {}, ValueError, r"event shape \(5,\), the model expects \(12,\)"),
+        (torch.rand(40, 12) * 2, {"binarize": True}, ValueError, "intensities in"),
+        (binary_data(), {"objective": "iwea"}, ValueError, "unknown objective 'iwea'"),
+        (binary_data(), {"epochs": 0}, ValueError, "epochs must be a positive integer"),
+        (binary_data(), {"lr": -1.0}, ValueError, "lr must be a positive number"),
+        (binary_data(), {"num_particles": 0}, ValueError, "num_particles"),
+        (binary_data(), {"patience": 2}, ValueError, "needs validation data"),
+        (binary_data(), {"resume": True}, ValueError, "resume needs the run folder"),
+        (binary_data(), {"guide": _empty_guide}, ValueError, "guide must not be given"),
+        (binary_data(), {"valid": torch.rand(5, 12)}, ValueError, "valid has values outside"),
+        (binary_data(), {"device": "tpu:x"}, ValueError, "device must be"),
+        (binary_data().numpy(), {}, TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_arguments_are_named(data, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        pv.fit(small_vae(), data, epochs=kwargs.pop("epochs", 1), progress=False, **kwargs)
+
+
+def test_resuming_a_folder_without_a_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint.pt"):
+        pv.fit(small_vae(), binary_data(), out=tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_asking_for_cuda_without_it_is_an_error():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        pv.fit(small_vae(), binary_data(), device="cuda", progress=False)
+
+
+def test_a_plain_model_needs_a_guide():
+    with pytest.raises(TypeError, match="guide=<function>"):
+        pv.fit(_shift_model, torch.ones(4, 2), progress=False)
