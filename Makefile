@@ -19,7 +19,7 @@ $(VENV)/.test: $(VENV)/.base
 	touch $@
 
 demo: $(VENV)/.base
-	$(VENV)/bin/pyro-vae train --out $(OUT)
+	$(VENV)/bin/pyro-vae train --out $(OUT) --overwrite
 
 # pytest exits 5 when it collects no tests; for this project an empty suite is
 # a broken suite, so it fails with a message instead of passing silently.

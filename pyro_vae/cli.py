@@ -112,90 +112,157 @@ def _int_list(text: str) -> list[int]:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto",
-                   help="cpu, cuda or cuda:N; auto picks cuda when available (default: auto)")
-    p.add_argument("--data-dir", default=None,
-                   help="folder (or mnist.npz path) holding full MNIST; "
-                   "default: $PYRO_VAE_DATA, then ~/.cache/pyro_vae")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda or cuda:N; auto picks cuda when available (default: auto)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder (or mnist.npz path) holding full MNIST; "
+        "default: $PYRO_VAE_DATA, then ~/.cache/pyro_vae",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
 def _add_eval(p: argparse.ArgumentParser, num_samples: int) -> None:
-    p.add_argument("--num-samples", type=_positive_int, default=num_samples,
-                   help="K, importance samples per test example for log p(x) "
-                   f"(default: {num_samples})")
-    p.add_argument("--eval-batch-size", type=_positive_int, default=100,
-                   help="test examples per evaluation pass (default: 100)")
+    p.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=num_samples,
+        help=f"K, importance samples per test example for log p(x) (default: {num_samples})",
+    )
+    p.add_argument(
+        "--eval-batch-size",
+        type=_positive_int,
+        default=100,
+        help="test examples per evaluation pass (default: 100)",
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pyro-vae", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = sub.add_parser("train", help="train a VAE and write a run folder",
-                           description="Train a VAE, then evaluate it on the test split and "
-                           "write figures into the run folder.")
-    train.add_argument("--dataset", default=data.DEFAULT_DATASET, choices=data.DATASETS,
-                       help=f"data set (default: {data.DEFAULT_DATASET}, embedded, no download)")
-    train.add_argument("--prior", default="standard-normal", choices=tuple(PRIORS),
-                       help="prior p(z) (default: standard-normal)")
-    train.add_argument("--guide", default="diagonal-normal", choices=tuple(GUIDES),
-                       help="guide q(z|x) (default: diagonal-normal)")
-    train.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOODS,
-                       help="likelihood p(x|z) (default: bernoulli)")
-    train.add_argument("--scale", type=_positive_float, default=0.1,
-                       help="σ of the gaussian likelihood, initial value if learned (default: 0.1)")
-    train.add_argument("--learn-scale", action="store_true",
-                       help="learn σ of the gaussian likelihood")
-    train.add_argument("--net", default="mlp", choices=NETS,
-                       help="encoder/decoder networks (default: mlp)")
-    train.add_argument("--hidden", type=_int_list, default=[512, 256],
-                       help="MLP hidden widths, encoder order; the decoder mirrors them "
-                       "(default: 512,256)")
-    train.add_argument("--latent-dim", type=_positive_int, default=16,
-                       help="size of z (default: 16)")
-    train.add_argument("--objective", default=objectives.DEFAULT_OBJECTIVE,
-                       choices=objectives.OBJECTIVES,
-                       help=f"training objective (default: {objectives.DEFAULT_OBJECTIVE})")
-    train.add_argument("--num-particles", type=_positive_int, default=1,
-                       help="samples of z per example in the objective (default: 1)")
-    train.add_argument("--epochs", type=_positive_int, default=60,
-                       help="number of epochs (default: 60)")
-    train.add_argument("--batch-size", type=_positive_int, default=100,
-                       help="examples per step (default: 100)")
-    train.add_argument("--lr", type=_positive_float, default=1e-3,
-                       help="Adam learning rate (default: 0.001)")
-    train.add_argument("--binarize", choices=BINARIZE, default=None,
-                       help="dynamic: fresh Bernoulli draw of the training images each "
-                       "step; static: one fixed draw; none: intensities "
-                       "(default: dynamic for bernoulli, else none)")
-    train.add_argument("--patience", type=_positive_int, default=None,
-                       help="stop after this many epochs without validation improvement")
-    train.add_argument("--out", default="runs/latest",
-                       help="run folder (default: runs/latest)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run saved in --out up to --epochs")
-    train.add_argument("--overwrite", action="store_true",
-                       help="replace a run already in --out")
+    train = sub.add_parser(
+        "train",
+        help="train a VAE and write a run folder",
+        description="Train a VAE, then evaluate it on the test split and "
+        "write figures into the run folder.",
+    )
+    train.add_argument(
+        "--dataset",
+        default=data.DEFAULT_DATASET,
+        choices=data.DATASETS,
+        help=f"data set (default: {data.DEFAULT_DATASET}, embedded, no download)",
+    )
+    train.add_argument(
+        "--prior",
+        default="standard-normal",
+        choices=tuple(PRIORS),
+        help="prior p(z) (default: standard-normal)",
+    )
+    train.add_argument(
+        "--guide",
+        default="diagonal-normal",
+        choices=tuple(GUIDES),
+        help="guide q(z|x) (default: diagonal-normal)",
+    )
+    train.add_argument(
+        "--likelihood",
+        default="bernoulli",
+        choices=LIKELIHOODS,
+        help="likelihood p(x|z) (default: bernoulli)",
+    )
+    train.add_argument(
+        "--scale",
+        type=_positive_float,
+        default=0.1,
+        help="σ of the gaussian likelihood, initial value if learned (default: 0.1)",
+    )
+    train.add_argument(
+        "--learn-scale", action="store_true", help="learn σ of the gaussian likelihood"
+    )
+    train.add_argument(
+        "--net", default="mlp", choices=NETS, help="encoder/decoder networks (default: mlp)"
+    )
+    train.add_argument(
+        "--hidden",
+        type=_int_list,
+        default=[512, 256],
+        help="MLP hidden widths, encoder order; the decoder mirrors them (default: 512,256)",
+    )
+    train.add_argument(
+        "--latent-dim", type=_positive_int, default=16, help="size of z (default: 16)"
+    )
+    train.add_argument(
+        "--objective",
+        default=objectives.DEFAULT_OBJECTIVE,
+        choices=objectives.OBJECTIVES,
+        help=f"training objective (default: {objectives.DEFAULT_OBJECTIVE})",
+    )
+    train.add_argument(
+        "--num-particles",
+        type=_positive_int,
+        default=1,
+        help="samples of z per example in the objective (default: 1)",
+    )
+    train.add_argument(
+        "--epochs", type=_positive_int, default=60, help="number of epochs (default: 60)"
+    )
+    train.add_argument(
+        "--batch-size", type=_positive_int, default=100, help="examples per step (default: 100)"
+    )
+    train.add_argument(
+        "--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 0.001)"
+    )
+    train.add_argument(
+        "--binarize",
+        choices=BINARIZE,
+        default=None,
+        help="dynamic: fresh Bernoulli draw of the training images each "
+        "step; static: one fixed draw; none: intensities "
+        "(default: dynamic for bernoulli, else none)",
+    )
+    train.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=None,
+        help="stop after this many epochs without validation improvement",
+    )
+    train.add_argument("--out", default="runs/latest", help="run folder (default: runs/latest)")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run saved in --out up to --epochs"
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress output")
     _add_common(train)
     _add_eval(train, 1000)
 
-    ev = sub.add_parser("evaluate", help="evaluate a checkpoint",
-                        description="Print the ELBO and importance-sampled log p(x) of a "
-                        "checkpoint on a data split.")
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint",
+        description="Print the ELBO and importance-sampled log p(x) of a "
+        "checkpoint on a data split.",
+    )
     ev.add_argument("checkpoint", help="checkpoint.pt or best.pt of a run")
-    ev.add_argument("--split", default="test", choices=data.SPLITS,
-                    help="data split (default: test)")
+    ev.add_argument(
+        "--split", default="test", choices=data.SPLITS, help="data split (default: test)"
+    )
     _add_common(ev)
     _add_eval(ev, 1000)
 
-    sm = sub.add_parser("sample", help="draw samples from a checkpoint",
-                        description="Write a grid of E[x|z], z ~ p(z), from a checkpoint.")
+    sm = sub.add_parser(
+        "sample",
+        help="draw samples from a checkpoint",
+        description="Write a grid of E[x|z], z ~ p(z), from a checkpoint.",
+    )
     sm.add_argument("checkpoint", help="checkpoint.pt or best.pt of a run")
     sm.add_argument("--num", type=_positive_int, default=64, help="images (default: 64)")
-    sm.add_argument("--out", default=None,
-                    help="PNG path (default: samples-<seed>.png beside the checkpoint)")
+    sm.add_argument(
+        "--out", default=None, help="PNG path (default: samples-<seed>.png beside the checkpoint)"
+    )
     _add_common(sm)
     return parser
 
@@ -239,10 +306,12 @@ def _report(vae: VAE, x: torch.Tensor, args: argparse.Namespace, split: str) -> 
         "seconds": time.perf_counter() - tic,
     }
     print(f"{split} ELBO (100 samples):         {metrics['elbo']:.2f} nats per example")
-    print(f"{split} log p(x) (K={args.num_samples}):  {metrics['log_likelihood']:.2f} "
-          f"± {metrics['log_likelihood_sample_stderr']:.2f} nats per example "
-          f"(± is the standard error over {n} examples; "
-          f"Monte Carlo error {metrics['log_likelihood_mc_stderr']:.3f})")
+    print(
+        f"{split} log p(x) (K={args.num_samples}):  {metrics['log_likelihood']:.2f} "
+        f"± {metrics['log_likelihood_sample_stderr']:.2f} nats per example "
+        f"(± is the standard error over {n} examples; "
+        f"Monte Carlo error {metrics['log_likelihood_mc_stderr']:.3f})"
+    )
     return metrics
 
 
@@ -264,21 +333,40 @@ def _train(args: argparse.Namespace) -> None:
         "binarize": binarize,
     }
     pyro.set_rng_seed(args.seed)
-    train_x = data.load(args.dataset, "train", binarize="static" if binarize == "static" else None,
-                        root=args.data_dir, seed=args.seed)
+    train_x = data.load(
+        args.dataset,
+        "train",
+        binarize="static" if binarize == "static" else None,
+        root=args.data_dir,
+        seed=args.seed,
+    )
     valid_x = _eval_data(config, "valid", args.data_dir)
     vae = build_vae(config)
     out = Path(args.out)
     history = fit(
-        vae, train_x, valid=valid_x, objective=args.objective, num_particles=args.num_particles,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        binarize=binarize == "dynamic", patience=args.patience, seed=args.seed, device=device,
-        out=out, resume=args.resume, overwrite=args.overwrite, config=config,
+        vae,
+        train_x,
+        valid=valid_x,
+        objective=args.objective,
+        num_particles=args.num_particles,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        binarize=binarize == "dynamic",
+        patience=args.patience,
+        seed=args.seed,
+        device=device,
+        out=out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        config=config,
         progress=not args.no_progress,
     )
-    last = history.rows[-1]
-    print(f"trained {last['epoch']} epochs; best validation loss {min(history.column('valid_loss')):.2f}"
-          f" at epoch {history.best_epoch}")
+    best = min(history.column("valid_loss"))
+    print(
+        f"trained {history.rows[-1]['epoch']} epochs; best validation loss {best:.2f} "
+        f"at epoch {history.best_epoch}"
+    )
     test_x = _eval_data(config, "test", args.data_dir)
     vae.eval()
     metrics = _report(vae, test_x, args, "test")
@@ -296,8 +384,10 @@ def _load_run(path: str, device: torch.device) -> tuple[VAE, dict[str, Any]]:
     config = state.get("config", {})
     missing = {"dataset", "image_shape", "prior", "guide", "likelihood", "latent_dim"} - set(config)
     if missing:
-        raise ValueError(f"{path} was not written by `pyro-vae train`: its config lacks "
-                         f"{', '.join(sorted(missing))}")
+        raise ValueError(
+            f"{path} was not written by `pyro-vae train`: its config lacks "
+            f"{', '.join(sorted(missing))}"
+        )
     vae = build_vae(config).to(device)
     try:
         vae.load_state_dict(state["params"])

@@ -91,7 +91,9 @@ class LinearGaussian:
         w = self.weight
         m = w.T @ w + self.noise_scale**2 * torch.eye(self.latent_dim, dtype=w.dtype)
         mean = torch.linalg.solve(m, w.T @ (x - self.bias).T).T
-        return dist.MultivariateNormal(mean, covariance_matrix=self.noise_scale**2 * torch.inverse(m))
+        return dist.MultivariateNormal(
+            mean, covariance_matrix=self.noise_scale**2 * torch.inverse(m)
+        )
 
     def sample(self, num: int, *, seed: int = 0) -> torch.Tensor:
         """Draws ``num`` examples x ~ p(x): ``(num, D)``."""
@@ -103,7 +105,9 @@ class LinearGaussian:
     def kl_to_posterior(self, q: dist.Distribution, x: torch.Tensor) -> torch.Tensor:
         """KL(q(z|x) ‖ p(z|x)) for a Gaussian q with batch shape ``(N,)``: ``(N,)``."""
         if isinstance(q, dist.Independent) and isinstance(q.base_dist, dist.Normal):
-            q = dist.MultivariateNormal(q.base_dist.loc, scale_tril=torch.diag_embed(q.base_dist.scale))
+            q = dist.MultivariateNormal(
+                q.base_dist.loc, scale_tril=torch.diag_embed(q.base_dist.scale)
+            )
         return torch.distributions.kl_divergence(q, self.posterior(x))
 
     def vae(self, guide: Guide | None = None) -> VAE:
@@ -113,8 +117,11 @@ class LinearGaussian:
             decoder.weight.copy_(self.weight)
             decoder.bias.copy_(self.bias)
         likelihood = Gaussian(decoder, scale=self.noise_scale).to(self.weight.dtype)
-        return VAE(StandardNormal(self.latent_dim).to(self.weight.dtype), likelihood,
-                   guide if guide is not None else ExactPosterior(self))
+        return VAE(
+            StandardNormal(self.latent_dim).to(self.weight.dtype),
+            likelihood,
+            guide if guide is not None else ExactPosterior(self),
+        )
 
 
 class ExactPosterior(Guide):

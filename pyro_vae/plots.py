@@ -70,8 +70,9 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
 
 
 def _show_grid(ax, grid: np.ndarray, title: str | None) -> None:
-    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1,
-              interpolation="nearest")
+    ax.imshow(
+        grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest"
+    )
     ax.set_axis_off()
     if title:
         ax.set_title(title)
@@ -97,17 +98,26 @@ def save_samples(
 ) -> Path:
     """Draws z ~ p(z) and writes the decoder's means E[x|z] as a grid."""
     return save_image_grid(
-        vae.sample(num_samples), image_shape, path,
+        vae.sample(num_samples),
+        image_shape,
+        path,
         title=f"samples: E[x | z], z ~ p(z) ({num_samples})",
     )
 
 
 def save_reconstructions(
-    vae: VAE, x: torch.Tensor, image_shape: Sequence[int], path: str | os.PathLike,
+    vae: VAE,
+    x: torch.Tensor,
+    image_shape: Sequence[int],
+    path: str | os.PathLike,
     num: int = 16,
 ) -> Path:
-    """Writes inputs (top row) above their reconstructions E[x | z = E_q[z|x]] (bottom row)."""
-    x = x[:num]
+    """Writes inputs (top row) above their reconstructions E[x | z = E_q[z|x]] (bottom row).
+
+    The ``num`` inputs are spread evenly over ``x``, so a data set stored in label
+    order still shows every kind of example.
+    """
+    x = x[torch.linspace(0, len(x) - 1, min(num, len(x))).round().long()]
     with torch.no_grad():
         recon = vae.reconstruct(x.to(next(vae.parameters()).device))
     fig = Figure(figsize=(max(6, len(x) * 0.5), 2.2))

@@ -86,7 +86,9 @@ def _batches(
     n = data.shape[0]
     order = torch.randperm(n).to(data.device) if shuffle else None
     for start in range(0, n, batch_size):
-        batch = data[order[start : start + batch_size]] if shuffle else data[start : start + batch_size]
+        batch = (
+            data[order[start : start + batch_size]] if shuffle else data[start : start + batch_size]
+        )
         yield torch.bernoulli(batch) if binarize else batch
 
 
@@ -254,8 +256,9 @@ def fit(
     if vae is not None:
         vae.to(device)
         event_shape = _event_shape(vae, device)
-        check_data(data, "data", likelihood=None if binarize else vae.likelihood,
-                   event_shape=event_shape)
+        check_data(
+            data, "data", likelihood=None if binarize else vae.likelihood, event_shape=event_shape
+        )
         if valid is not None:
             check_data(valid, "valid", likelihood=vae.likelihood, event_shape=event_shape)
     elif valid is not None:
@@ -305,8 +308,13 @@ def fit(
         tic = time.perf_counter()
         total = 0.0
         # disable=None hides the bar when stderr is not a terminal (logs, CI).
-        bar = tqdm(total=num_batches, desc=f"epoch {epoch}/{epochs}", leave=False,
-                   disable=None if progress else True, file=sys.stderr)
+        bar = tqdm(
+            total=num_batches,
+            desc=f"epoch {epoch}/{epochs}",
+            leave=False,
+            disable=None if progress else True,
+            file=sys.stderr,
+        )
         with bar:
             for step, batch in enumerate(
                 _batches(data, batch_size, shuffle=True, binarize=binarize), start=1
@@ -328,15 +336,19 @@ def fit(
                 best_loss, bad_epochs, history.best_epoch = row["valid_loss"], 0, epoch
                 best_params = _params_snapshot(vae)
                 if folder is not None:
-                    checkpoints.save({"epoch": epoch, "params": best_params,
-                                      "config": run_config}, folder.best)
+                    checkpoints.save(
+                        {"epoch": epoch, "params": best_params, "config": run_config}, folder.best
+                    )
             else:
                 bad_epochs += 1
         history.rows.append(row)
         if progress:
             valid_text = f"  valid {row['valid_loss']:.3f}" if valid is not None else ""
-            tqdm.write(f"epoch {epoch}/{epochs}  train {row['train_loss']:.3f}{valid_text}  "
-                       f"({row['seconds']:.1f} s)", file=sys.stderr)
+            tqdm.write(
+                f"epoch {epoch}/{epochs}  train {row['train_loss']:.3f}{valid_text}  "
+                f"({row['seconds']:.1f} s)",
+                file=sys.stderr,
+            )
         if folder is not None:
             folder.append(row)
             checkpoints.save(

@@ -14,7 +14,10 @@ from pyro_vae.nets import MLP, ConvEncoder
 
 @pytest.mark.parametrize(
     "net, x",
-    [(MLP(12, [8]), torch.randn(5, 12)), (ConvEncoder((1, 6, 6), out_features=8), torch.randn(5, 36))],
+    [
+        (MLP(12, [8]), torch.randn(5, 12)),
+        (ConvEncoder((1, 6, 6), out_features=8), torch.randn(5, 36)),
+    ],
 )
 def test_diagonal_normal_contract(net, x):
     guide = DiagonalNormal(net, latent_dim=3)

@@ -68,8 +68,11 @@ def test_continuous_bernoulli_integrates_to_one():
 def test_gaussian_density_with_fixed_and_learned_scale():
     mean = torch.tensor([[0.5, -1.0]])
     x = torch.tensor([[0.0, 1.0]])
-    for head in (Gaussian(nn.Identity(), scale=0.7), Gaussian(nn.Identity(), 0.7, learn_scale=True)):
-        expected = (-0.5 * ((x - mean) / 0.7) ** 2 - math.log(0.7) - 0.5 * math.log(2 * math.pi))
+    for head in (
+        Gaussian(nn.Identity(), scale=0.7),
+        Gaussian(nn.Identity(), 0.7, learn_scale=True),
+    ):
+        expected = -0.5 * ((x - mean) / 0.7) ** 2 - math.log(0.7) - 0.5 * math.log(2 * math.pi)
         torch.testing.assert_close(head(mean).log_prob(x), expected.sum(-1))
     assert list(Gaussian(nn.Identity(), scale=0.7).parameters()) == []
 
@@ -89,8 +92,11 @@ def test_a_network_that_drops_leading_dimensions_is_reported():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"scale": 0.0}, "scale"), ({"scale": float("nan")}, "scale"),
-     ({"scale": 1.0, "min_scale": 2.0}, "min_scale")],
+    [
+        ({"scale": 0.0}, "scale"),
+        ({"scale": float("nan")}, "scale"),
+        ({"scale": 1.0, "min_scale": 2.0}, "min_scale"),
+    ],
 )
 def test_gaussian_rejects_bad_scales(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,5 @@
-"""fit(): per-example scaling, learning on real digits, run folders, resume, early stopping, errors."""
+"""fit(): per-example scaling, learning on real digits, run folders, resume, early stopping,
+and the errors bad arguments get."""
 
 from __future__ import annotations
 
@@ -22,8 +23,16 @@ def test_losses_are_per_example_nats_whatever_the_batch_size(batch_size):
     # so the per-example loss is known; a tiny learning rate keeps the model fixed.
     model = LinearGaussian.random(data_dim=5, latent_dim=2, seed=4)
     x = model.sample(40, seed=5)
-    history = pv.fit(model.vae(), x, valid=x, objective="elbo", epochs=1,
-                     batch_size=batch_size, lr=1e-12, progress=False)
+    history = pv.fit(
+        model.vae(),
+        x,
+        valid=x,
+        objective="elbo",
+        epochs=1,
+        batch_size=batch_size,
+        lr=1e-12,
+        progress=False,
+    )
     expected = -model.log_marginal(x).mean().item()
     assert history.rows[0]["train_loss"] == pytest.approx(expected, abs=1e-6)
     assert history.rows[0]["valid_loss"] == pytest.approx(expected, abs=1e-6)
@@ -52,10 +61,22 @@ def test_training_on_the_embedded_digits_improves_held_out_log_likelihood():
 
 def test_a_run_folder_holds_config_log_and_checkpoints(tmp_path):
     x = binary_data(40)
-    history = pv.fit(small_vae(), x, valid=x[:10], epochs=3, batch_size=16, out=tmp_path,
-                     config={"note": "hello"}, progress=False)
-    assert {p.name for p in tmp_path.iterdir()} >= {"config.json", "log.csv", "checkpoint.pt",
-                                                    "best.pt"}
+    history = pv.fit(
+        small_vae(),
+        x,
+        valid=x[:10],
+        epochs=3,
+        batch_size=16,
+        out=tmp_path,
+        config={"note": "hello"},
+        progress=False,
+    )
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "config.json",
+        "log.csv",
+        "checkpoint.pt",
+        "best.pt",
+    }
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["note"] == "hello" and config["objective"] == "analytic-kl"
     with open(tmp_path / "log.csv") as f:
@@ -85,8 +106,9 @@ def test_resuming_gives_the_same_parameters_as_training_straight_through(tmp_pat
     history = pv.fit(resumed, x, out=tmp_path / "b", resume=True, **kwargs)
 
     assert [r["epoch"] for r in history.rows] == [1, 2, 3, 4]
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(),
-                            strict=True):
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 
@@ -104,8 +126,19 @@ def test_early_stopping_restores_the_best_parameters_of_a_plain_pyro_model(tmp_p
     # Training pulls b towards +1 while the validation data sit at -1: validation
     # loss rises after the first epoch, so training stops after `patience` more.
     train, valid = torch.ones(20, 2), -torch.ones(20, 2)
-    history = pv.fit(_shift_model, train, guide=_empty_guide, valid=valid, objective="elbo",
-                     epochs=20, batch_size=5, lr=0.1, patience=2, out=tmp_path, progress=False)
+    history = pv.fit(
+        _shift_model,
+        train,
+        guide=_empty_guide,
+        valid=valid,
+        objective="elbo",
+        epochs=20,
+        batch_size=5,
+        lr=0.1,
+        patience=2,
+        out=tmp_path,
+        progress=False,
+    )
     assert history.stopped_early and history.best_epoch == 1 and len(history.rows) == 3
     best = pv.checkpoints.load(tmp_path / "best.pt")["params"]["b"]
     torch.testing.assert_close(pyro.param("b").detach(), best)
@@ -127,8 +160,7 @@ def test_a_plain_pyro_model_resumes_from_its_checkpoint(tmp_path):
 def test_a_non_finite_loss_stops_training_with_the_step_named():
     def model(x):
         with pyro.plate("data", x.shape[0]):
-            pyro.sample("x", dist.Normal(pyro.param("b", torch.zeros(2)), 1e-30).to_event(1),
-                        obs=x)
+            pyro.sample("x", dist.Normal(pyro.param("b", torch.zeros(2)), 1e-30).to_event(1), obs=x)
 
     with pytest.raises(FloatingPointError, match="epoch 1, step 1"):
         pv.fit(model, torch.ones(4, 2), guide=_empty_guide, epochs=1, progress=False)
@@ -138,8 +170,12 @@ def test_a_non_finite_loss_stops_training_with_the_step_named():
     "data, kwargs, error, match",
     [
         (binary_data() * 255, {}, ValueError, r"support of the Bernoulli.*max 255"),
-        (binary_data().masked_fill(torch.eye(40, 12, dtype=torch.bool), math.nan), {},
-         ValueError, "NaN"),
+        (
+            binary_data().masked_fill(torch.eye(40, 12, dtype=torch.bool), math.nan),
+            {},
+            ValueError,
+            "NaN",
+        ),
         (binary_data()[:, :5], {}, ValueError, r"event shape \(5,\), the model expects \(12,\)"),
         (torch.rand(40, 12) * 2, {"binarize": True}, ValueError, "intensities in"),
         (binary_data(), {"objective": "iwea"}, ValueError, "unknown objective 'iwea'"),

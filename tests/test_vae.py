@@ -31,8 +31,9 @@ def test_model_and_guide_have_the_documented_sites_and_plate():
 def test_plain_pyro_svi_trains_the_module():
     vae, x = small_vae(), binary_data(64)
     before = [p.detach().clone() for p in vae.parameters()]
-    svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 0.02}),
-                         pyro.infer.TraceMeanField_ELBO())
+    svi = pyro.infer.SVI(
+        vae.model, vae.guide, pyro.optim.Adam({"lr": 0.02}), pyro.infer.TraceMeanField_ELBO()
+    )
     first = sum(svi.evaluate_loss(x) for _ in range(20)) / 20
     for _ in range(300):
         svi.step(x)
@@ -44,13 +45,15 @@ def test_plain_pyro_svi_trains_the_module():
 def test_a_second_vae_of_the_same_name_trains_its_own_parameters():
     x = binary_data(16)
     first = small_vae()
-    pyro.infer.SVI(first.model, first.guide, pyro.optim.Adam({"lr": 0.1}),
-                   pyro.infer.Trace_ELBO()).step(x)
+    pyro.infer.SVI(
+        first.model, first.guide, pyro.optim.Adam({"lr": 0.1}), pyro.infer.Trace_ELBO()
+    ).step(x)
     second = small_vae()
     before = [p.detach().clone() for p in second.parameters()]
     frozen = [p.detach().clone() for p in first.parameters()]
-    pyro.infer.SVI(second.model, second.guide, pyro.optim.Adam({"lr": 0.1}),
-                   pyro.infer.Trace_ELBO()).step(x)
+    pyro.infer.SVI(
+        second.model, second.guide, pyro.optim.Adam({"lr": 0.1}), pyro.infer.Trace_ELBO()
+    ).step(x)
     assert all(not torch.equal(a, b) for a, b in zip(before, second.parameters(), strict=True))
     assert all(torch.equal(a, b) for a, b in zip(frozen, first.parameters(), strict=True))
     store = pyro.get_param_store()

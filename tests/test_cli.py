@@ -1,0 +1,206 @@
+"""The pyro-vae command: a whole run, evaluate and sample from its checkpoints, help, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pyro_vae import cli
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = cli.main(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--hidden",
+            "32",
+            "--latent-dim",
+            "4",
+            "--num-samples",
+            "20",
+            "--out",
+            str(out),
+            "--patience",
+            "5",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_complete_run_folder(run):
+    names = {p.name for p in run.iterdir()}
+    assert names >= {
+        "config.json",
+        "log.csv",
+        "checkpoint.pt",
+        "best.pt",
+        "metrics.json",
+        "samples.png",
+        "reconstructions.png",
+        "learning_curves.png",
+    }
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"] == "digits" and config["binarize"] == "dynamic"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["num_samples"] == 20
+    assert metrics["elbo"] <= metrics["log_likelihood"] + 0.5 < 0.5
+
+
+def test_evaluate_and_sample_rebuild_the_model_from_a_checkpoint(run, capsys):
+    assert (
+        cli.main(["evaluate", str(run / "best.pt"), "--split", "valid", "--num-samples", "10"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "valid ELBO" in out and "valid log p(x) (K=10)" in out
+    target = run / "more.png"
+    assert cli.main(["sample", str(run / "checkpoint.pt"), "--num", "9", "--out", str(target)]) == 0
+    assert target.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_continues_a_run(run, capsys):
+    assert (
+        cli.main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "3",
+                "--hidden",
+                "32",
+                "--latent-dim",
+                "4",
+                "--num-samples",
+                "5",
+                "--out",
+                str(run),
+                "--resume",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "trained 3 epochs" in capsys.readouterr().out
+
+
+def test_train_help_documents_every_option():
+    parser = cli.make_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]  # noqa: SLF001
+    options = {s for a in train._actions for s in a.option_strings}
+    shared = {
+        "--dataset",
+        "--prior",
+        "--guide",
+        "--likelihood",
+        "--latent-dim",
+        "--objective",
+        "--num-particles",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--device",
+        "--out",
+        "--resume",
+        "--num-samples",
+    }
+    assert shared <= options
+    for action in train._actions:
+        assert action.help, action.option_strings
+    text = train.format_help()
+    for option in options:
+        assert option in text
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["train", "--epochs", "0"], "--epochs: expected a positive integer, got '0'"),
+        (["train", "--dataset", "mnst"], "invalid choice: 'mnst'"),
+        (["train", "--latent-dim", "x"], "--latent-dim"),
+        (["train", "--lr", "-1"], "--lr: expected a positive number"),
+        (["train", "--hidden", "10,a"], "--hidden"),
+        (["train", "--likelihood", "poisson"], "invalid choice: 'poisson'"),
+        (["evaluate"], "the following arguments are required: checkpoint"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_code_2(argv, match, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and match in err
+
+
+@pytest.mark.parametrize(
+    "make_argv, match",
+    [
+        (lambda tmp: ["evaluate", str(tmp / "missing.pt")], "no checkpoint at"),
+        (lambda tmp: ["evaluate", str(tmp / "bad.pt")], "truncated, corrupt"),
+        (lambda tmp: ["train", "--device", "cuda:zero", "--out", str(tmp / "r")], "--device"),
+        (
+            lambda tmp: [
+                "train",
+                "--dataset",
+                "digits",
+                "--likelihood",
+                "bernoulli",
+                "--binarize",
+                "none",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp / "r"),
+            ],
+            "outside the support of the Bernoulli likelihood",
+        ),
+        (
+            lambda tmp: [
+                "train",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(tmp / "nothing"),
+                "--out",
+                str(tmp / "r"),
+            ],
+            "Place mnist.npz",
+        ),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(make_argv, match, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PYRO_VAE_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setattr("pyro_vae.data.default_cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("urllib.request.urlopen", _offline)
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    assert cli.main(make_argv(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and match in err
+
+
+def _offline(*args, **kwargs):
+    import urllib.error
+
+    raise urllib.error.URLError("offline")
+
+
+def test_python_dash_m_runs_the_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "pyro_vae", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and "--latent-dim" in result.stdout

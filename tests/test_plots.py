@@ -1,0 +1,57 @@
+"""Figures: grid layout, files written, and what the user is told about bad input."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from conftest import binary_data, small_vae
+from matplotlib.image import imread
+
+from pyro_vae import plots
+from pyro_vae.train import History
+
+
+def test_image_grid_tiles_images_in_reading_order():
+    images = torch.stack([torch.full((1, 2, 3), v) for v in (0.0, 0.25, 0.5, 1.0, 0.75)])
+    grid = plots.image_grid(images, (1, 2, 3), ncols=2, pad=1)
+    assert grid.shape == (3 * 3 - 1, 2 * 4 - 1)
+    assert grid[0, 0] == 0.0 and grid[0, 4] == 0.25 and grid[3, 0] == 0.5 and grid[6, 0] == 0.75
+    assert grid[2, 0] == 1.0  # padding is white
+    rgb = plots.image_grid(torch.rand(4, 3 * 5 * 5), (3, 5, 5))
+    assert rgb.shape == (11, 11, 3)
+
+
+def test_image_grid_rejects_unshowable_images():
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        plots.image_grid(torch.rand(2, 2, 4, 4), (2, 4, 4))
+    with pytest.raises(ValueError, match="at least one image"):
+        plots.image_grid(torch.rand(0, 16), (1, 4, 4))
+
+
+def test_figures_are_written_as_png_without_touching_the_backend(tmp_path):
+    backend = matplotlib.get_backend()
+    vae, x = small_vae(data_dim=16), binary_data(8, data_dim=16)
+    history = History(
+        rows=[
+            {"epoch": e, "train_loss": 10.0 / e, "valid_loss": 11.0 / e, "seconds": 0.1}
+            for e in (1, 2, 3)
+        ],
+        best_epoch=3,
+    )
+    paths = [
+        plots.save_samples(vae, (1, 4, 4), tmp_path / "samples.png", num_samples=9),
+        plots.save_reconstructions(vae, x, (1, 4, 4), tmp_path / "sub" / "recon.png"),
+        plots.save_learning_curves(history, tmp_path / "curves.png"),
+    ]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        image = imread(path)
+        assert image.shape[0] > 50 and image.shape[1] > 50 and np.ptp(image) > 0
+    assert matplotlib.get_backend() == backend
+
+
+def test_learning_curves_need_an_epoch(tmp_path):
+    with pytest.raises(ValueError, match="no finished epoch"):
+        plots.save_learning_curves(History(), tmp_path / "c.png")

@@ -1,0 +1,42 @@
+"""Every tutorial runs in smoke mode, and a tutorial missing from this file fails the suite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
+
+# Each tutorial and the figures its smoke run must write.
+COVERED = {
+    "01_vae.py": ["samples.png", "reconstructions.png", "learning_curves.png"],
+}
+
+
+def test_every_tutorial_is_covered():
+    found = {p.name for p in TUTORIALS.glob("[0-9]*.py")}
+    assert found, f"no tutorials found in {TUTORIALS}"
+    assert found == set(COVERED), (
+        f"tutorials without a smoke test: {sorted(found - set(COVERED))}; "
+        f"listed but missing: {sorted(set(COVERED) - found)}"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(COVERED))
+def test_tutorial_runs_in_smoke_mode(name, tmp_path):
+    env = os.environ | {"MPLBACKEND": "Agg"}
+    result = subprocess.run(
+        [sys.executable, str(TUTORIALS / name), "--smoke-test", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for figure in COVERED[name]:
+        assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG", figure
