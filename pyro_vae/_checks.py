@@ -40,7 +40,10 @@ def check_data(
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
+        raise TypeError(
+            f"{name} must have a floating dtype, got {x.dtype}; convert 8-bit images with "
+            f"{name}.float() / 255"
+        )
     if x.dim() < 2 or x.shape[0] == 0:
         raise ValueError(
             f"{name} must have shape (N, *event_shape) with N >= 1, got {tuple(x.shape)}"
@@ -57,6 +60,6 @@ def check_data(
         raise ValueError(
             f"{name} has values outside the support of the {type(likelihood).__name__} "
             f"likelihood ({likelihood.support_description}): found min {x.min().item():g}, "
-            f"max {x.max().item():g}"
+            f"max {x.max().item():g}{likelihood.support_hint}"
         )
     return x

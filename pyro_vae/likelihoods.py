@@ -34,6 +34,7 @@ class Likelihood(nn.Module, ABC):
 
     support: constraints.Constraint
     support_description: str
+    support_hint: str = ""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -64,6 +65,10 @@ class Bernoulli(Likelihood):
 
     support = constraints.boolean
     support_description = "binary values {0, 1}"
+    support_hint = (
+        "; binarise grey levels in [0, 1] first: data.load(..., binarize='static'), "
+        "or fit(..., binarize=True) for a fresh draw every step"
+    )
 
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
         return dist.Bernoulli(logits=params)

@@ -255,6 +255,13 @@ def fit(
     device = _resolve_device(device, vae, check_data(data, "data"))
     if vae is not None:
         vae.to(device)
+        dtypes = {p.dtype for p in vae.parameters()} | {b.dtype for b in vae.buffers()}
+        if dtypes and dtypes != {data.dtype}:
+            names = ", ".join(sorted(str(d) for d in dtypes))
+            raise TypeError(
+                f"data has dtype {data.dtype} but the VAE's parameters are {names}; convert "
+                f"one of them (data.to({next(iter(dtypes))}) or vae.to({data.dtype}))"
+            )
         event_shape = _event_shape(vae, device)
         check_data(
             data, "data", likelihood=None if binarize else vae.likelihood, event_shape=event_shape

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae import data
+from pyro_vae import _mnist_files, data
 
 IDX_NAMES = (
     "train-images-idx3-ubyte",
@@ -444,7 +444,7 @@ def test_mnist_download_with_matching_checksum_is_kept_and_loaded(
     arrays = fake_mnist(seed=8)
     payload = npz_bytes(arrays)
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, **kw: io.BytesIO(payload))
-    monkeypatch.setattr(data, "_MNIST_SHA256", hashlib.sha256(payload).hexdigest())
+    monkeypatch.setattr(_mnist_files, "_MNIST_SHA256", hashlib.sha256(payload).hexdigest())
     target = tmp_path / "target"
     data.load("mnist", root=target)
     assert [p.name for p in target.iterdir()] == ["mnist.npz"]

@@ -169,7 +169,9 @@ def test_a_non_finite_loss_stops_training_with_the_step_named():
 @pytest.mark.parametrize(
     "data, kwargs, error, match",
     [
-        (binary_data() * 255, {}, ValueError, r"support of the Bernoulli.*max 255"),
+        (binary_data() * 255, {}, ValueError, r"support of the Bernoulli.*max 255.*binarise"),
+        ((binary_data() * 255).to(torch.uint8), {}, TypeError, r"float\(\) / 255"),
+        (binary_data().double(), {}, TypeError, "dtype torch.float64 but the VAE's"),
         (
             binary_data().masked_fill(torch.eye(40, 12, dtype=torch.bool), math.nan),
             {},
