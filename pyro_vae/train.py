@@ -134,10 +134,10 @@ def _mean_loss(svi: pyro.infer.SVI, data: torch.Tensor, batch_size: int) -> floa
     return total / data.shape[0]
 
 
-def _check_finite(loss: float, epoch: int, step: int, objective: pyro.infer.ELBO) -> None:
+def _check_finite(loss: float, epoch: int, step: int, objective: str) -> None:
     if not math.isfinite(loss):
         raise FloatingPointError(
-            f"the loss of {type(objective).__name__} became {loss} at epoch {epoch}, step {step}; "
+            f"the loss of {objective} became {loss} at epoch {epoch}, step {step}; "
             "lower the learning rate or check the data"
         )
 
@@ -253,28 +253,7 @@ def fit(
         raise TypeError(f"objective must be a name or a pyro.infer.ELBO, got {objective!r}")
 
     device = _resolve_device(device, vae, check_data(data, "data"))
-    if vae is not None:
-        vae.to(device)
-        dtypes = {p.dtype for p in vae.parameters()} | {b.dtype for b in vae.buffers()}
-        if dtypes and dtypes != {data.dtype}:
-            names = ", ".join(sorted(str(d) for d in dtypes))
-            raise TypeError(
-                f"data has dtype {data.dtype} but the VAE's parameters are {names}; convert "
-                f"one of them (data.to({next(iter(dtypes))}) or vae.to({data.dtype}))"
-            )
-        event_shape = _event_shape(vae, device)
-        check_data(
-            data, "data", likelihood=None if binarize else vae.likelihood, event_shape=event_shape
-        )
-        if valid is not None:
-            check_data(valid, "valid", likelihood=vae.likelihood, event_shape=event_shape)
-    elif valid is not None:
-        check_data(valid, "valid", event_shape=data.shape[1:])
-    if binarize and not bool(((data >= 0) & (data <= 1)).all()):
-        raise ValueError(
-            "binarize=True draws x ~ Bernoulli(data): data must hold intensities in [0, 1], "
-            f"found min {data.min().item():g}, max {data.max().item():g}"
-        )
+    _check_inputs(vae, data, valid, binarize, device)
     data = data.to(device)
     valid = valid.to(device) if valid is not None else None
 
@@ -310,30 +289,21 @@ def fit(
         start = state["epoch"] + 1
         checkpoints.set_rng_state(state["rng_state"])
 
-    num_batches = math.ceil(data.shape[0] / batch_size)
     for epoch in range(start, epochs + 1):
         tic = time.perf_counter()
-        total = 0.0
-        # disable=None hides the bar when stderr is not a terminal (logs, CI).
-        bar = tqdm(
-            total=num_batches,
-            desc=f"epoch {epoch}/{epochs}",
-            leave=False,
-            disable=None if progress else True,
-            file=sys.stderr,
+        train_loss = _train_epoch(
+            svi,
+            data,
+            batch_size,
+            binarize=binarize,
+            epoch=epoch,
+            epochs=epochs,
+            objective=type(loss).__name__,
+            progress=progress,
         )
-        with bar:
-            for step, batch in enumerate(
-                _batches(data, batch_size, shuffle=True, binarize=binarize), start=1
-            ):
-                step_loss = svi.step(batch)
-                _check_finite(step_loss, epoch, step, loss)
-                total += step_loss * batch.shape[0]
-                bar.update()
-                bar.set_postfix(loss=f"{total / min(step * batch_size, data.shape[0]):.3f}")
         row = {
             "epoch": epoch,
-            "train_loss": total / data.shape[0],
+            "train_loss": train_loss,
             "valid_loss": math.nan,
             "seconds": time.perf_counter() - tic,
         }
@@ -368,6 +338,70 @@ def fit(
     if best_params is not None and history.best_epoch != history.rows[-1]["epoch"]:
         _restore_params(vae, best_params)
     return history
+
+
+def _check_inputs(
+    vae: VAE | None,
+    data: torch.Tensor,
+    valid: torch.Tensor | None,
+    binarize: bool,
+    device: torch.device,
+) -> None:
+    """Checks the data against the model before any training: dtype, event shape, support."""
+    if vae is not None:
+        vae.to(device)
+        dtypes = {p.dtype for p in vae.parameters()} | {b.dtype for b in vae.buffers()}
+        if dtypes and dtypes != {data.dtype}:
+            names = ", ".join(sorted(str(d) for d in dtypes))
+            raise TypeError(
+                f"data has dtype {data.dtype} but the VAE's parameters are {names}; convert "
+                f"one of them (data.to({next(iter(dtypes))}) or vae.to({data.dtype}))"
+            )
+        event_shape = _event_shape(vae, device)
+        check_data(
+            data, "data", likelihood=None if binarize else vae.likelihood, event_shape=event_shape
+        )
+        if valid is not None:
+            check_data(valid, "valid", likelihood=vae.likelihood, event_shape=event_shape)
+    elif valid is not None:
+        check_data(valid, "valid", event_shape=data.shape[1:])
+    if binarize and not bool(((data >= 0) & (data <= 1)).all()):
+        raise ValueError(
+            "binarize=True draws x ~ Bernoulli(data): data must hold intensities in [0, 1], "
+            f"found min {data.min().item():g}, max {data.max().item():g}"
+        )
+
+
+def _train_epoch(
+    svi: pyro.infer.SVI,
+    data: torch.Tensor,
+    batch_size: int,
+    *,
+    binarize: bool,
+    epoch: int,
+    epochs: int,
+    objective: str,
+    progress: bool,
+) -> float:
+    """One pass over shuffled mini-batches; returns the mean loss per example."""
+    total, seen = 0.0, 0
+    # disable=None hides the bar when stderr is not a terminal (logs, CI).
+    with tqdm(
+        total=math.ceil(data.shape[0] / batch_size),
+        desc=f"epoch {epoch}/{epochs}",
+        leave=False,
+        disable=None if progress else True,
+        file=sys.stderr,
+    ) as bar:
+        batches = _batches(data, batch_size, shuffle=True, binarize=binarize)
+        for step, batch in enumerate(batches, start=1):
+            step_loss = svi.step(batch)
+            _check_finite(step_loss, epoch, step, objective)
+            total += step_loss * batch.shape[0]
+            seen += batch.shape[0]
+            bar.update()
+            bar.set_postfix(loss=f"{total / seen:.3f}")
+    return total / seen
 
 
 def _training_state(
