@@ -33,6 +33,20 @@ GUIDES = {"diagonal-normal": guides.DiagonalNormal}
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
 NETS = ("mlp", "conv")
 BINARIZE = ("dynamic", "static", "none")
+# What `train` saves in a run's config, and `evaluate` and `sample` rebuild the model from.
+RUN_KEYS = (
+    "dataset",
+    "image_shape",
+    "prior",
+    "guide",
+    "likelihood",
+    "scale",
+    "learn_scale",
+    "net",
+    "hidden",
+    "latent_dim",
+    "binarization",
+)
 
 
 def _likelihood(config: dict[str, Any], net: nn.Module) -> likelihoods.Likelihood:
@@ -281,7 +295,7 @@ def _device(name: str) -> torch.device:
 
 def _eval_data(config: dict[str, Any], split: str, data_dir: str | None) -> torch.Tensor:
     """A split as the model sees it: one fixed binarisation for a Bernoulli likelihood."""
-    binarize = "static" if config["binarize"] != "none" else None
+    binarize = "static" if config["binarization"] != "none" else None
     return data.load(config["dataset"], split, binarize=binarize, root=data_dir)
 
 
@@ -330,7 +344,7 @@ def _train(args: argparse.Namespace) -> None:
         "net": args.net,
         "hidden": args.hidden,
         "latent_dim": args.latent_dim,
-        "binarize": binarize,
+        "binarization": binarize,
     }
     pyro.set_rng_seed(args.seed)
     train_x = data.load(
@@ -382,7 +396,7 @@ def _train(args: argparse.Namespace) -> None:
 def _load_run(path: str, device: torch.device) -> tuple[VAE, dict[str, Any]]:
     state = checkpoints.load(path, map_location=device)
     config = state.get("config", {})
-    missing = {"dataset", "image_shape", "prior", "guide", "likelihood", "latent_dim"} - set(config)
+    missing = set(RUN_KEYS) - set(config)
     if missing:
         raise ValueError(
             f"{path} was not written by `pyro-vae train`: its config lacks "

@@ -121,7 +121,9 @@ def log_weights(
     check_data(x)
     num_samples = check_positive_int("num_samples", num_samples)
     max_rows = check_positive_int("max_rows", max_rows)
-    batch_size = check_positive_int("batch_size", batch_size or min(len(x), max_rows))
+    if batch_size is None:
+        batch_size = min(len(x), max_rows)
+    batch_size = check_positive_int("batch_size", batch_size)
     chunk = max(1, max_rows // min(batch_size, len(x)))
     with torch.no_grad():
         particle_dim = -1 - _check_program(model, guide, x)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pyro_vae import cli
+from pyro_vae import checkpoints, cli
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_train_writes_a_complete_run_folder(run):
         "learning_curves.png",
     }
     config = json.loads((run / "config.json").read_text())
-    assert config["dataset"] == "digits" and config["binarize"] == "dynamic"
+    assert config["dataset"] == "digits" and config["binarization"] == "dynamic"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["num_samples"] == 20
     assert metrics["elbo"] <= metrics["log_likelihood"] + 0.5 < 0.5
@@ -149,6 +149,7 @@ def test_bad_arguments_give_one_line_and_exit_code_2(argv, match, capsys):
     [
         (lambda tmp: ["evaluate", str(tmp / "missing.pt")], "no checkpoint at"),
         (lambda tmp: ["evaluate", str(tmp / "bad.pt")], "truncated, corrupt"),
+        (lambda tmp: ["evaluate", str(tmp / "foreign.pt")], "was not written by `pyro-vae train`"),
         (lambda tmp: ["train", "--device", "cuda:zero", "--out", str(tmp / "r")], "--device"),
         (
             lambda tmp: [
@@ -185,6 +186,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(make_argv, match, tmp_path, ca
     monkeypatch.setattr("pyro_vae.data.default_cache_dir", lambda: tmp_path / "cache")
     monkeypatch.setattr("urllib.request.urlopen", _offline)
     (tmp_path / "bad.pt").write_bytes(b"garbage")
+    checkpoints.save({"params": {}, "config": {"dataset": "digits"}}, tmp_path / "foreign.pt")
     assert cli.main(make_argv(tmp_path)) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and match in err

@@ -129,6 +129,7 @@ def test_a_model_latent_missing_from_the_guide_is_reported():
         (torch.zeros(2, 6, dtype=torch.long), {}, TypeError, "floating"),
         (torch.zeros(2, 6), {"num_samples": 0}, ValueError, "num_samples"),
         (torch.zeros(2, 6), {"max_rows": -1}, ValueError, "max_rows"),
+        (torch.zeros(2, 6), {"batch_size": 0}, ValueError, "batch_size"),
     ],
 )
 def test_bad_input_is_named(ppca, x, kwargs, error, match):
