@@ -1,11 +1,25 @@
 """pyro_vae: variational autoencoders as Pyro programs with swappable parts.
 
 The public names are re-exported here explicitly; the modules ``priors``,
-``guides``, ``likelihoods``, ``nets``, ``objectives``, ``evaluate``, ``data`` and
-``plots`` are reached as attributes (``pv.priors.StandardNormal``).
+``guides``, ``likelihoods``, ``nets``, ``objectives``, ``estimators``,
+``evaluate``, ``gradients``, ``data`` and ``plots`` are reached as attributes
+(``pv.priors.StandardNormal``).
 """
 
-from . import checkpoints, data, evaluate, guides, likelihoods, nets, objectives, plots, priors
+from . import (
+    checkpoints,
+    data,
+    estimators,
+    evaluate,
+    gradients,
+    guides,
+    likelihoods,
+    nets,
+    objectives,
+    plots,
+    priors,
+)
+from .compare import Comparison, compare
 from .train import History, fit
 from .vae import VAE
 
@@ -13,9 +27,13 @@ __all__ = [
     "VAE",
     "History",
     "fit",
+    "compare",
+    "Comparison",
     "checkpoints",
     "data",
+    "estimators",
     "evaluate",
+    "gradients",
     "guides",
     "likelihoods",
     "nets",

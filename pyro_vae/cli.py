@@ -16,13 +16,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pyro
 import torch
 from torch import nn
 
-from . import checkpoints, data, evaluate, guides, likelihoods, nets, objectives, plots, priors
+from . import checkpoints, data, evaluate, guides, likelihoods, nets, plots, priors
+from ._cli_args import LIKELIHOODS, NETS
+from ._cli_args import make_parser as _make_parser
+from .compare import compare
 from .train import fit
 from .vae import VAE
 
@@ -30,9 +33,6 @@ __all__ = ["main", "build_vae"]
 
 PRIORS: dict[str, Callable[..., priors.Prior]] = {"standard-normal": priors.StandardNormal}
 GUIDES = {"diagonal-normal": guides.DiagonalNormal}
-LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
-NETS = ("mlp", "conv")
-BINARIZE = ("dynamic", "static", "none")
 # What `train` saves in a run's config, and `evaluate` and `sample` rebuild the model from.
 RUN_KEYS = (
     "dataset",
@@ -90,195 +90,9 @@ def build_vae(config: dict[str, Any]) -> VAE:
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers like 512,256, got {text!r}")
-    return values
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--device",
-        default="auto",
-        help="cpu, cuda or cuda:N; auto picks cuda when available (default: auto)",
-    )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder (or mnist.npz path) holding full MNIST; "
-        "default: $PYRO_VAE_DATA, then ~/.cache/pyro_vae",
-    )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-
-
-def _add_eval(p: argparse.ArgumentParser, num_samples: int) -> None:
-    p.add_argument(
-        "--num-samples",
-        type=_positive_int,
-        default=num_samples,
-        help=f"K, importance samples per test example for log p(x) (default: {num_samples})",
-    )
-    p.add_argument(
-        "--eval-batch-size",
-        type=_positive_int,
-        default=100,
-        help="test examples per evaluation pass (default: 100)",
-    )
-
-
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pyro-vae", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    train = sub.add_parser(
-        "train",
-        help="train a VAE and write a run folder",
-        description="Train a VAE, then evaluate it on the test split and "
-        "write figures into the run folder.",
-    )
-    train.add_argument(
-        "--dataset",
-        default=data.DEFAULT_DATASET,
-        choices=data.DATASETS,
-        help=f"data set (default: {data.DEFAULT_DATASET}, embedded, no download)",
-    )
-    train.add_argument(
-        "--prior",
-        default="standard-normal",
-        choices=tuple(PRIORS),
-        help="prior p(z) (default: standard-normal)",
-    )
-    train.add_argument(
-        "--guide",
-        default="diagonal-normal",
-        choices=tuple(GUIDES),
-        help="guide q(z|x) (default: diagonal-normal)",
-    )
-    train.add_argument(
-        "--likelihood",
-        default="bernoulli",
-        choices=LIKELIHOODS,
-        help="likelihood p(x|z) (default: bernoulli)",
-    )
-    train.add_argument(
-        "--scale",
-        type=_positive_float,
-        default=0.1,
-        help="σ of the gaussian likelihood, initial value if learned (default: 0.1)",
-    )
-    train.add_argument(
-        "--learn-scale", action="store_true", help="learn σ of the gaussian likelihood"
-    )
-    train.add_argument(
-        "--net", default="mlp", choices=NETS, help="encoder/decoder networks (default: mlp)"
-    )
-    train.add_argument(
-        "--hidden",
-        type=_int_list,
-        default=[512, 256],
-        help="MLP hidden widths, encoder order; the decoder mirrors them (default: 512,256)",
-    )
-    train.add_argument(
-        "--latent-dim", type=_positive_int, default=16, help="size of z (default: 16)"
-    )
-    train.add_argument(
-        "--objective",
-        default=objectives.DEFAULT_OBJECTIVE,
-        choices=objectives.OBJECTIVES,
-        help=f"training objective (default: {objectives.DEFAULT_OBJECTIVE})",
-    )
-    train.add_argument(
-        "--num-particles",
-        type=_positive_int,
-        default=1,
-        help="samples of z per example in the objective (default: 1)",
-    )
-    train.add_argument(
-        "--epochs", type=_positive_int, default=60, help="number of epochs (default: 60)"
-    )
-    train.add_argument(
-        "--batch-size", type=_positive_int, default=100, help="examples per step (default: 100)"
-    )
-    train.add_argument(
-        "--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 0.001)"
-    )
-    train.add_argument(
-        "--binarize",
-        choices=BINARIZE,
-        default=None,
-        help="dynamic: fresh Bernoulli draw of the training images each "
-        "step; static: one fixed draw; none: intensities "
-        "(default: dynamic for bernoulli, else none)",
-    )
-    train.add_argument(
-        "--patience",
-        type=_positive_int,
-        default=None,
-        help="stop after this many epochs without validation improvement",
-    )
-    train.add_argument("--out", default="runs/latest", help="run folder (default: runs/latest)")
-    train.add_argument(
-        "--resume", action="store_true", help="continue the run saved in --out up to --epochs"
-    )
-    train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    train.add_argument("--no-progress", action="store_true", help="no progress output")
-    _add_common(train)
-    _add_eval(train, 1000)
-
-    ev = sub.add_parser(
-        "evaluate",
-        help="evaluate a checkpoint",
-        description="Print the ELBO and importance-sampled log p(x) of a "
-        "checkpoint on a data split.",
-    )
-    ev.add_argument("checkpoint", help="checkpoint.pt or best.pt of a run")
-    ev.add_argument(
-        "--split", default="test", choices=data.SPLITS, help="data split (default: test)"
-    )
-    _add_common(ev)
-    _add_eval(ev, 1000)
-
-    sm = sub.add_parser(
-        "sample",
-        help="draw samples from a checkpoint",
-        description="Write a grid of E[x|z], z ~ p(z), from a checkpoint.",
-    )
-    sm.add_argument("checkpoint", help="checkpoint.pt or best.pt of a run")
-    sm.add_argument("--num", type=_positive_int, default=64, help="images (default: 64)")
-    sm.add_argument(
-        "--out", default=None, help="PNG path (default: samples-<seed>.png beside the checkpoint)"
-    )
-    _add_common(sm)
-    return parser
+    """The argument parser of ``pyro-vae``."""
+    return _make_parser(__doc__.splitlines()[0], tuple(PRIORS), tuple(GUIDES))
 
 
 def _device(name: str) -> torch.device:
@@ -329,11 +143,10 @@ def _report(vae: VAE, x: torch.Tensor, args: argparse.Namespace, split: str) -> 
     return metrics
 
 
-def _train(args: argparse.Namespace) -> None:
-    device = _device(args.device)
+def _model_config(args: argparse.Namespace) -> dict[str, Any]:
     info = data.info(args.dataset)
     binarize = args.binarize or ("dynamic" if args.likelihood == "bernoulli" else "none")
-    config = {
+    return {
         "dataset": args.dataset,
         "image_shape": list(info.image_shape),
         "prior": args.prior,
@@ -346,14 +159,23 @@ def _train(args: argparse.Namespace) -> None:
         "latent_dim": args.latent_dim,
         "binarization": binarize,
     }
-    pyro.set_rng_seed(args.seed)
-    train_x = data.load(
-        args.dataset,
-        "train",
-        binarize="static" if binarize == "static" else None,
-        root=args.data_dir,
-        seed=args.seed,
+
+
+def _train_data(config: dict[str, Any], args: argparse.Namespace) -> torch.Tensor:
+    """The training split: intensities for dynamic binarisation, else as the model sees it."""
+    static = "static" if config["binarization"] == "static" else None
+    return data.load(
+        config["dataset"], "train", binarize=static, root=args.data_dir, seed=args.seed
     )
+
+
+def _train(args: argparse.Namespace) -> None:
+    device = _device(args.device)
+    config = _model_config(args)
+    binarize = config["binarization"]
+    info = data.info(args.dataset)
+    pyro.set_rng_seed(args.seed)
+    train_x = _train_data(config, args)
     valid_x = _eval_data(config, "valid", args.data_dir)
     vae = build_vae(config)
     out = Path(args.out)
@@ -426,10 +248,44 @@ def _sample(args: argparse.Namespace) -> None:
     print(f"wrote {plots.save_samples(vae, config['image_shape'], out, args.num)}")
 
 
+def _compare(args: argparse.Namespace) -> None:
+    device = _device(args.device)
+    config = _model_config(args)
+    pyro.set_rng_seed(args.seed)
+    train_x = _train_data(config, args)
+    valid_x = _eval_data(config, "valid", args.data_dir)
+    test_x = _eval_data(config, "test", args.data_dir)[: args.test_examples]
+    result = compare(
+        build_vae(config),
+        train_x,
+        valid=valid_x,
+        test=test_x,
+        objectives=args.objectives,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        binarize=config["binarization"] == "dynamic",
+        seed=args.seed,
+        device=device,
+        out=args.out,
+        overwrite=args.overwrite,
+        bound_ks=args.bound_ks,
+        num_samples=args.num_samples,
+        gradient_ks=args.gradient_ks,
+        gradient_draws=args.gradient_draws,
+        eval_batch_size=args.eval_batch_size,
+        progress=not args.no_progress,
+    )
+    print(result.markdown())
+    print(f"wrote {args.out}/comparison.csv, comparison.md, gradients.csv and figures")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code (2 for bad arguments or input)."""
     args = make_parser().parse_args(argv)
-    command = {"train": _train, "evaluate": _evaluate, "sample": _sample}[args.command]
+    command = {"train": _train, "evaluate": _evaluate, "sample": _sample, "compare": _compare}[
+        args.command
+    ]
     try:
         command(args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as e:

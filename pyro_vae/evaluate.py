@@ -22,9 +22,18 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import prune_subsample_sites
 
-from ._checks import check_data, check_positive_int
+from . import _particles, estimators
+from ._checks import check_data, check_positive_float, check_positive_int
 
-__all__ = ["log_weights", "log_likelihood", "elbo"]
+__all__ = [
+    "log_weights",
+    "log_likelihood",
+    "elbo",
+    "iwae_bounds",
+    "elbo_terms",
+    "unit_activity",
+    "active_units",
+]
 
 ModelFn = Callable[..., object]
 
@@ -193,3 +202,119 @@ def elbo(
     """
     log_w = log_weights(model, guide, x, num_samples, batch_size=batch_size, max_rows=max_rows)
     return log_w.mean(dim=0)
+
+
+def iwae_bounds(
+    model: ModelFn,
+    guide: ModelFn,
+    x: torch.Tensor,
+    ks: tuple[int, ...] = (1, 5, 50, 500),
+    num_samples: int | None = None,
+    *,
+    batch_size: int | None = None,
+    max_rows: int = _DEFAULT_MAX_ROWS,
+) -> dict[int, torch.Tensor]:
+    """Estimates of E[IWAE_K] per example, for several K from one set of samples.
+
+    IWAE_K(x) = log (1/K) Σ_k w_k with z_1..z_K ~ q(z|x). The ``num_samples``
+    weights of each example are split into ⌊S/K⌋ disjoint groups of K, and the
+    bound is averaged over the groups: an unbiased estimate of E[IWAE_K] that
+    uses every sample (IWAE_1 is the ELBO). E[IWAE_K] rises with K towards log p(x).
+
+    Arguments:
+        ks: the values of K.
+        num_samples: S ≥ max(ks) (default: max(ks)).
+        others: as :func:`log_weights`.
+
+    Returns:
+        ``{K: tensor of shape (N,)}``.
+    """
+    if not isinstance(ks, (tuple, list)) or not ks:
+        raise ValueError(f"ks must be a non-empty list of positive integers, got {ks!r}")
+    ks = tuple(check_positive_int("ks", k) for k in ks)
+    num_samples = check_positive_int("num_samples", num_samples or max(ks))
+    if max(ks) > num_samples:
+        raise ValueError(f"num_samples ({num_samples}) must be at least the largest K ({max(ks)})")
+    check_data(x)
+    batch_size = check_positive_int("batch_size", batch_size or max(1, max_rows // num_samples))
+    bounds: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
+    for start in range(0, len(x), batch_size):
+        log_w = log_weights(
+            model, guide, x[start : start + batch_size], num_samples, max_rows=max_rows
+        )
+        for k in ks:
+            groups = log_w[: (num_samples // k) * k].reshape(num_samples // k, k, -1)
+            bounds[k].append((torch.logsumexp(groups, dim=1) - math.log(k)).mean(0))
+    return {k: torch.cat(v) for k, v in bounds.items()}
+
+
+def elbo_terms(
+    model: ModelFn,
+    guide: ModelFn,
+    x: torch.Tensor,
+    num_samples: int = 1,
+    *,
+    batch_size: int = 1000,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two terms of the ELBO per example: reconstruction and KL.
+
+    ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) ‖ p(z)). The KL is taken in closed form
+    where one exists (as the ``analytic-kl`` objective does, with its Monte Carlo
+    fallback); the reconstruction term is averaged over ``num_samples`` draws.
+
+    Returns:
+        ``(reconstruction, kl)``, each of shape ``(N,)``.
+    """
+    check_data(x)
+    num_samples = check_positive_int("num_samples", num_samples)
+    batch_size = check_positive_int("batch_size", batch_size)
+    reconstruction, kl = [], []
+    with torch.no_grad():
+        depth = _check_program(model, guide, x)
+        estimator = estimators.AnalyticKLELBO(num_samples, max_plate_nesting=max(depth, 1))
+        for start in range(0, len(x), batch_size):
+            p = _particles.run(
+                model, guide, (x[start : start + batch_size],), {}, num_samples, max(depth, 1)
+            )
+            reconstruction.append(p.log_likelihood().mean(0))
+            kl.append(estimator.kl(p).mean(0))
+    return torch.cat(reconstruction), torch.cat(kl)
+
+
+def unit_activity(
+    guide: ModelFn, x: torch.Tensor, *, batch_size: int = 1000
+) -> dict[str, torch.Tensor]:
+    """The activity of every latent unit u: A_u = Var_x(E_q[z_u | x]) (Burda et al. 2015).
+
+    E_q[z|x] is the mean of the guide's distribution at each latent site; for a
+    site that conditions on other latents it is the mean given one draw of them.
+
+    Returns:
+        ``{site name: tensor of shape (latent_dim,)}``, units flattened per site.
+    """
+    check_data(x)
+    batch_size = check_positive_int("batch_size", batch_size)
+    means: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad(), poutine.block():
+        for start in range(0, len(x), batch_size):
+            batch = x[start : start + batch_size]
+            trace = poutine.trace(guide).get_trace(batch)
+            for site in _sample_sites(trace):
+                if not site["is_observed"]:
+                    mean = site["fn"].mean.reshape(batch.shape[0], -1)
+                    means.setdefault(site["name"], []).append(mean)
+    if len(x) < 2:
+        raise ValueError("unit activity is a variance over examples: x needs at least 2 rows")
+    return {name: torch.cat(m).var(dim=0) for name, m in means.items()}
+
+
+def active_units(
+    guide: ModelFn, x: torch.Tensor, *, threshold: float = 0.01, batch_size: int = 1000
+) -> int:
+    """How many latent units are active: Var_x(E_q[z_u|x]) > ``threshold`` (Burda et al.).
+
+    Collapsed units, whose posterior mean ignores x, are the inactive ones.
+    """
+    threshold = check_positive_float("threshold", threshold)
+    activity = unit_activity(guide, x, batch_size=batch_size)
+    return int(sum((a > threshold).sum().item() for a in activity.values()))

@@ -76,20 +76,37 @@ def _per_example(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _batches(
-    data: torch.Tensor, batch_size: int, *, shuffle: bool, binarize: bool
+    data: torch.Tensor,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    binarize: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Mini-batches of ``data`` by indexing (no copies of the whole set), drawn fresh.
 
-    With ``binarize``, each batch is one Bernoulli draw of its intensities, so the
-    binarisation changes every epoch (dynamic binarisation).
+    With a ``generator`` the order is shuffled by it; with ``binarize``, each batch
+    is one Bernoulli draw of its intensities from it, so the binarisation changes
+    every epoch (dynamic binarisation). The generator is the data's own, apart
+    from the one that draws particles, so that every objective trained with the
+    same seed sees the same batches.
     """
     n = data.shape[0]
-    order = torch.randperm(n).to(data.device) if shuffle else None
+    order = None
+    if generator is not None:
+        order = torch.randperm(n, generator=generator, device=generator.device).to(data.device)
     for start in range(0, n, batch_size):
         batch = (
-            data[order[start : start + batch_size]] if shuffle else data[start : start + batch_size]
+            data[order[start : start + batch_size]]
+            if order is not None
+            else data[start : start + batch_size]
         )
-        yield torch.bernoulli(batch) if binarize else batch
+        yield torch.bernoulli(batch, generator=generator) if binarize else batch
+
+
+def _data_generator(device: torch.device) -> torch.Generator:
+    """The generator of batch order and binarisation, seeded from torch's global one."""
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def _resolve_device(device: str | torch.device | None, vae: VAE | None, data: torch.Tensor):
@@ -129,9 +146,29 @@ def _restore_params(vae: VAE | None, snapshot: dict[str, torch.Tensor]) -> None:
 
 def _mean_loss(svi: pyro.infer.SVI, data: torch.Tensor, batch_size: int) -> float:
     total = 0.0
-    for batch in _batches(data, batch_size, shuffle=False, binarize=False):
+    for batch in _batches(data, batch_size):
         total += svi.evaluate_loss(batch) * batch.shape[0]
     return total / data.shape[0]
+
+
+def _objective(objective: str | pyro.infer.ELBO, num_particles: int | None) -> pyro.infer.ELBO:
+    """An objective from a spec such as ``"iwae:k=5"``, or the ELBO given."""
+    if isinstance(objective, pyro.infer.ELBO):
+        if num_particles is not None:
+            raise ValueError("num_particles goes with an objective given by name, not an ELBO")
+        return objective
+    if not isinstance(objective, str):
+        raise TypeError(f"objective must be a name or a pyro.infer.ELBO, got {objective!r}")
+    spec = objectives.parse(objective)
+    if num_particles is None:
+        return spec.make()
+    if spec.num_particles not in (1, num_particles):
+        raise ValueError(f"num_particles={num_particles} contradicts the objective {objective!r}")
+    return spec.make(num_particles=num_particles)
+
+
+def _objective_label(loss: pyro.infer.ELBO) -> str:
+    return getattr(loss, "objective_name", "") or type(loss).__name__
 
 
 def _check_finite(loss: float, epoch: int, step: int, objective: str) -> None:
@@ -181,7 +218,8 @@ def fit(
     guide: Callable[..., Any] | None = None,
     valid: torch.Tensor | None = None,
     objective: str | pyro.infer.ELBO = objectives.DEFAULT_OBJECTIVE,
-    num_particles: int = 1,
+    num_particles: int | None = None,
+    valid_objective: str | pyro.infer.ELBO | None = None,
     epochs: int = 10,
     batch_size: int = 128,
     lr: float = 1e-3,
@@ -204,9 +242,13 @@ def fit(
         valid: validation data; its loss is computed after each epoch, enables
             early stopping and ``best.pt``, and at the end the parameters of the
             best epoch are restored.
-        objective: a name from :data:`pyro_vae.objectives.OBJECTIVES`, or any
+        objective: a name from :data:`pyro_vae.objectives.OBJECTIVES` with optional
+            options (``"iwae:k=5"``, ``"elbo:beta=0.5,warmup_steps=1000"``), or any
             ``pyro.infer.ELBO``. The default, ``"analytic-kl"``, uses the closed-form KL.
-        num_particles: samples of z per example, with an objective given by name.
+        num_particles: samples of z per example, with an objective given by name
+            (default: the spec's ``k``, else 1).
+        valid_objective: the objective of the validation loss, by name or as an
+            ELBO (default: the training objective).
         epochs: the total number of epochs (a resumed run continues up to it).
         batch_size: examples per step.
         lr: Adam's learning rate.
@@ -245,12 +287,8 @@ def fit(
             raise ValueError("patience (early stopping) needs validation data: pass valid=")
     if resume and out is None:
         raise ValueError("resume needs the run folder: pass out=")
-    if isinstance(objective, str):
-        loss = objectives.make(objective, num_particles)
-    elif isinstance(objective, pyro.infer.ELBO):
-        loss = objective
-    else:
-        raise TypeError(f"objective must be a name or a pyro.infer.ELBO, got {objective!r}")
+    loss = _objective(objective, num_particles)
+    valid_loss = loss if valid_objective is None else _objective(valid_objective, None)
 
     device = _resolve_device(device, vae, check_data(data, "data"))
     _check_inputs(vae, data, valid, binarize, device)
@@ -259,6 +297,11 @@ def fit(
 
     run_config = {
         "objective": objective if isinstance(objective, str) else type(objective).__name__,
+        "valid_objective": (
+            valid_objective
+            if isinstance(valid_objective, str) or valid_objective is None
+            else type(valid_objective).__name__
+        ),
         "num_particles": loss.num_particles,
         "epochs": epochs,
         "batch_size": batch_size,
@@ -273,6 +316,10 @@ def fit(
         pyro.set_rng_seed(seed)
     optim = pyro.optim.Adam({"lr": lr})
     svi = pyro.infer.SVI(_per_example(model_fn), _per_example(guide_fn), optim, loss)
+    valid_svi = (
+        svi if valid_loss is loss else pyro.infer.SVI(svi.model, svi.guide, optim, valid_loss)
+    )
+    generator = _data_generator(device)
 
     if folder is not None:
         folder.start(run_config, resume=resume, overwrite=overwrite)
@@ -280,7 +327,8 @@ def fit(
     best_loss, best_params, bad_epochs, start = math.inf, None, 0, 1
     if resume:
         state = checkpoints.load(folder.checkpoint, map_location=device)
-        _load_training_state(state, vae, svi, model_fn, guide_fn, data[:1])
+        _load_training_state(state, vae, svi, loss, model_fn, guide_fn, data[:1])
+        generator.set_state(state["data_rng_state"].cpu())
         history.rows = [dict(r) for r in state["history"]]
         history.best_epoch = state["best_epoch"]
         best_loss, bad_epochs = state["best_loss"], state["bad_epochs"]
@@ -295,10 +343,11 @@ def fit(
             svi,
             data,
             batch_size,
+            generator=generator,
             binarize=binarize,
             epoch=epoch,
             epochs=epochs,
-            objective=type(loss).__name__,
+            objective=_objective_label(loss),
             progress=progress,
         )
         row = {
@@ -308,7 +357,7 @@ def fit(
             "seconds": time.perf_counter() - tic,
         }
         if valid is not None:
-            row["valid_loss"] = _mean_loss(svi, valid, batch_size)
+            row["valid_loss"] = _mean_loss(valid_svi, valid, batch_size)
             if row["valid_loss"] < best_loss:
                 best_loss, bad_epochs, history.best_epoch = row["valid_loss"], 0, epoch
                 best_params = _params_snapshot(vae)
@@ -329,7 +378,9 @@ def fit(
         if folder is not None:
             folder.append(row)
             checkpoints.save(
-                _training_state(epoch, vae, svi, run_config, history, best_loss, bad_epochs),
+                _training_state(
+                    epoch, vae, svi, loss, generator, run_config, history, best_loss, bad_epochs
+                ),
                 folder.checkpoint,
             )
         if patience is not None and bad_epochs >= patience:
@@ -377,6 +428,7 @@ def _train_epoch(
     data: torch.Tensor,
     batch_size: int,
     *,
+    generator: torch.Generator,
     binarize: bool,
     epoch: int,
     epochs: int,
@@ -393,7 +445,7 @@ def _train_epoch(
         disable=None if progress else True,
         file=sys.stderr,
     ) as bar:
-        batches = _batches(data, batch_size, shuffle=True, binarize=binarize)
+        batches = _batches(data, batch_size, generator=generator, binarize=binarize)
         for step, batch in enumerate(batches, start=1):
             step_loss = svi.step(batch)
             _check_finite(step_loss, epoch, step, objective)
@@ -408,16 +460,21 @@ def _training_state(
     epoch: int,
     vae: VAE | None,
     svi: pyro.infer.SVI,
+    objective: pyro.infer.ELBO,
+    generator: torch.Generator,
     config: dict[str, Any],
     history: History,
     best_loss: float,
     bad_epochs: int,
 ) -> dict[str, Any]:
+    objective_state = getattr(objective, "state_dict", None)
     return {
         "epoch": epoch,
         "params": _params_snapshot(vae),
         "optim_state": svi.optim.get_state(),
+        "objective_state": objective_state() if callable(objective_state) else {},
         "rng_state": checkpoints.get_rng_state(),
+        "data_rng_state": generator.get_state(),
         "config": config,
         "history": history.rows,
         "best_epoch": history.best_epoch,
@@ -430,6 +487,7 @@ def _load_training_state(
     state: dict[str, Any],
     vae: VAE | None,
     svi: pyro.infer.SVI,
+    objective: pyro.infer.ELBO,
     model_fn: Callable[..., Any],
     guide_fn: Callable[..., Any],
     example: torch.Tensor,
@@ -442,3 +500,5 @@ def _load_training_state(
             model_fn(example)
     _restore_params(vae, state["params"])
     svi.optim.set_state(state["optim_state"])
+    if state["objective_state"] and hasattr(objective, "load_state_dict"):
+        objective.load_state_dict(state["objective_state"])

@@ -81,8 +81,13 @@ class VAE(PyroModule):
     def latent_dim(self) -> int:
         return self.prior.latent_dim
 
-    def _register_params(self) -> None:
-        """Registers this module's parameters in Pyro's global param store.
+    def _register_params(self, *parts: str) -> None:
+        """Registers the parameters of ``parts`` in Pyro's global param store.
+
+        The model registers the prior's and likelihood's parameters and the guide
+        the encoder's, so each trace names the parameters its program uses (how
+        gradient statistics tell the decoder's from the guide's). A parameter that
+        two parts share has one name, its first in ``self.named_parameters()``.
 
         ``pyro.module`` keeps whatever tensor the store already holds under a
         name, so a second model of the same name would be trained through the
@@ -90,24 +95,26 @@ class VAE(PyroModule):
         entry that is not this module's parameter is replaced.
         """
         store = pyro.get_param_store()
-        for name, param in self.named_parameters():
-            full_name = param_with_module_name(self.param_prefix, name)
-            # The store's private dict is read, as PyroModule itself does, to
-            # compare identities without building a constrained view per call.
-            if store._params.get(full_name) is not param:
-                store[full_name] = param
-            pyro.param(full_name, param)
+        names = {id(param): name for name, param in self.named_parameters()}
+        for part in parts:
+            for param in getattr(self, part).parameters():
+                full_name = param_with_module_name(self.param_prefix, names[id(param)])
+                # The store's private dict is read, as PyroModule itself does, to
+                # compare identities without building a constrained view per call.
+                if store._params.get(full_name) is not param:
+                    store[full_name] = param
+                pyro.param(full_name, param)
 
     def model(self, x: torch.Tensor) -> None:
         """The generative model p(z) p_θ(x|z) over a batch ``x`` of shape ``(B, *event)``."""
-        self._register_params()
+        self._register_params("prior", "likelihood")
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", self.prior())
             pyro.sample("x", self.likelihood(z), obs=x)
 
     def guide(self, x: torch.Tensor) -> None:
         """The amortised guide q_φ(z|x) over a batch ``x`` of shape ``(B, *event)``."""
-        self._register_params()
+        self._register_params("encoder")
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", self.encoder(x))
 

@@ -134,6 +134,10 @@ def test_train_help_documents_every_option():
         (["train", "--likelihood", "poisson"], "invalid choice: 'poisson'"),
         (["evaluate"], "the following arguments are required: checkpoint"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["train", "--objective", "iwae:k=0"], "num_particles must be an integer ≥ 1, got 0"),
+        (["compare", "--objectives", "elbo,vimco"], "unknown objective 'vimco'"),
+        (["compare", "--objectives", "iwae:alpha=2"], "'iwae' has no option 'alpha'"),
+        (["compare", "--gradient-ks", "0"], "--gradient-ks"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_code_2(argv, match, capsys):
@@ -206,3 +210,26 @@ def test_python_dash_m_runs_the_command():
         check=False,
     )
     assert result.returncode == 0 and "--latent-dim" in result.stdout
+
+
+def test_compare_writes_the_table_and_figures(tmp_path, capsys):
+    argv = ["compare", "--dataset", "digits", "--objectives", "elbo,iwae:k=2",
+            "--epochs", "1", "--hidden", "16", "--latent-dim", "3", "--num-samples", "10",
+            "--bound-ks", "1,5", "--gradient-ks", "1,2", "--gradient-draws", "2",
+            "--test-examples", "30", "--out", str(tmp_path), "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| elbo |" in printed and "| iwae:k=2 |" in printed
+    assert {"comparison.csv", "comparison.md", "gradients.csv", "comparison.png",
+            "gradients.png", "runs"} <= {p.name for p in tmp_path.iterdir()}  # fmt: skip
+    assert cli.main(argv) == 2  # the folder holds a comparison now
+    assert "already holds a comparison" in capsys.readouterr().err
+
+
+def test_train_takes_an_objective_spec(tmp_path):
+    argv = ["train", "--dataset", "digits", "--objective", "iwae-dreg:k=3", "--epochs", "1",
+            "--hidden", "16", "--latent-dim", "3", "--num-samples", "5", "--out", str(tmp_path),
+            "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["objective"] == "iwae-dreg:k=3" and config["num_particles"] == 3

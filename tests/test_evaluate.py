@@ -136,3 +136,55 @@ def test_bad_input_is_named(ppca, x, kwargs, error, match):
     vae = ppca[0].vae()
     with pytest.raises(error, match=match):
         evaluate.log_likelihood(vae.model, vae.guide, x, **({"num_samples": 3} | kwargs))
+
+
+def test_iwae_bounds_are_ordered_and_exact_at_the_posterior(ppca):
+    model, x = ppca
+    exact = evaluate.iwae_bounds(model.vae().model, model.vae().guide, x, (1, 4, 16))
+    for bound in exact.values():
+        torch.testing.assert_close(bound, model.log_marginal(x), atol=1e-4, rtol=0)
+    vae = model.vae(ShiftedPosterior(model, 0.4, 1.5))
+    bounds = evaluate.iwae_bounds(vae.model, vae.guide, x, (1, 4, 16), num_samples=1600)
+    means = [bounds[k].mean().item() for k in (1, 4, 16)]
+    assert means[0] < means[1] < means[2] < model.log_marginal(x).mean().item()
+    elbo = (model.log_marginal(x) - model.kl_to_posterior(vae.encoder(x), x)).mean().item()
+    assert means[0] == pytest.approx(elbo, abs=0.1)  # 1600 samples per example
+    with pytest.raises(
+        ValueError, match=r"num_samples \(8\) must be at least the largest K \(16\)"
+    ):
+        evaluate.iwae_bounds(vae.model, vae.guide, x, (1, 16), num_samples=8)
+
+
+def test_elbo_terms_add_up_to_the_elbo(ppca):
+    """Reconstruction - KL(q ‖ p(z)) = log p(x) - KL(q ‖ p(z|x)) for a Gaussian guide."""
+    model, x = ppca
+    guide = ShiftedPosterior(model, 0.3, 1.2)
+    vae = model.vae(guide)
+    reconstruction, kl = evaluate.elbo_terms(vae.model, vae.guide, x, num_samples=4000)
+    kl_exact = torch.distributions.kl_divergence(guide(x), vae.prior().expand([len(x)]))
+    torch.testing.assert_close(kl, kl_exact)  # in closed form
+    truth = model.log_marginal(x) - model.kl_to_posterior(guide(x), x)
+    # Monte Carlo error of one example's reconstruction term: about 0.06 nats at K = 4000.
+    torch.testing.assert_close(reconstruction - kl, truth, atol=0.3, rtol=0)
+    assert (reconstruction - kl - truth).mean().abs() < 0.05
+
+
+class _HalfIgnoringGuide(Guide):
+    """q(z|x) whose mean depends on x in the first two of four units only."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Identity(), 4)
+
+    def forward(self, x):
+        loc = torch.cat([x[:, :2], torch.full((len(x), 2), 0.5)], dim=-1)
+        return dist.Normal(loc, torch.ones_like(loc)).to_event(1)
+
+
+def test_active_units_count_the_units_whose_mean_varies_with_x():
+    x = torch.randn(200, 6)
+    vae = LinearGaussian.random(6, 4).vae(_HalfIgnoringGuide().double())
+    activity = evaluate.unit_activity(vae.guide, x.double(), batch_size=64)
+    torch.testing.assert_close(activity["z"][:2], x[:, :2].double().var(0))
+    assert activity["z"][2:].abs().max() == 0
+    assert evaluate.active_units(vae.guide, x.double()) == 2
+    assert evaluate.active_units(vae.guide, x.double(), threshold=100.0) == 0

@@ -163,7 +163,7 @@ def test_a_non_finite_loss_stops_training_with_the_step_named():
             pyro.sample("x", dist.Normal(pyro.param("b", torch.zeros(2)), 1e-30).to_event(1), obs=x)
 
     with pytest.raises(
-        FloatingPointError, match="loss of TraceMeanField_ELBO became inf at epoch 1, step 1"
+        FloatingPointError, match="loss of analytic-kl became inf at epoch 1, step 1"
     ):
         pv.fit(model, torch.ones(4, 2), guide=_empty_guide, epochs=1, progress=False)
 
@@ -213,3 +213,53 @@ def test_asking_for_cuda_without_it_is_an_error():
 def test_a_plain_model_needs_a_guide():
     with pytest.raises(TypeError, match="guide=<function>"):
         pv.fit(_shift_model, torch.ones(4, 2), progress=False)
+
+
+def test_resuming_keeps_the_kl_warmup_where_it_stopped(tmp_path):
+    x = torch.rand(30, 12)
+    kwargs = dict(
+        objective="elbo:beta=1.0,warmup_steps=7", epochs=3, batch_size=10, binarize=True,
+        seed=5, progress=False,
+    )  # fmt: skip
+    pyro.set_rng_seed(0)
+    straight = small_vae()
+    pv.fit(straight, x, out=tmp_path / "a", **kwargs)
+    pyro.set_rng_seed(0)
+    interrupted = small_vae()
+    pv.fit(interrupted, x, out=tmp_path / "b", **(kwargs | {"epochs": 1}))
+    resumed = small_vae()
+    pv.fit(resumed, x, out=tmp_path / "b", resume=True, **kwargs)
+    state = pv.checkpoints.load(tmp_path / "b" / "checkpoint.pt")
+    assert state["objective_state"] == {"step": 9}
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_objectives_are_given_as_specs():
+    x = binary_data(20)
+    history = pv.fit(small_vae(), x, objective="iwae:k=3", epochs=1, batch_size=10, progress=False)
+    assert len(history.rows) == 1
+    with pytest.raises(ValueError, match="num_particles=5 contradicts the objective 'iwae:k=3'"):
+        pv.fit(small_vae(), x, objective="iwae:k=3", num_particles=5, progress=False)
+    with pytest.raises(ValueError, match="num_particles goes with an objective given by name"):
+        pv.fit(small_vae(), x, objective=pv.objectives.make("elbo"), num_particles=2,
+               progress=False)  # fmt: skip
+
+
+def test_every_objective_sees_the_same_batches():
+    """The data order and binarisation come from their own generator, not the particles'."""
+    seen, x = {}, torch.rand(30, 12)
+    for objective in ("elbo", "iwae:k=7"):
+        batches = []
+
+        def model(x, batches=batches):
+            batches.append(x.clone())
+            small.model(x)
+
+        small = small_vae()
+        pv.fit(model, x, guide=small.guide, objective=objective, epochs=2,
+               batch_size=10, binarize=True, seed=1, progress=False)  # fmt: skip
+        seen[objective] = batches
+    assert len(seen["elbo"]) == len(seen["iwae:k=7"]) == 6
+    for a, b in zip(seen["elbo"], seen["iwae:k=7"], strict=True):
+        assert torch.equal(a, b)

@@ -1,0 +1,275 @@
+"""The ``pyro-vae`` command's arguments: the parser, its option types and defaults."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import NoReturn
+
+from . import data, objectives
+from .compare import DEFAULT_OBJECTIVES
+
+__all__ = ["make_parser", "LIKELIHOODS", "NETS", "BINARIZE"]
+
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
+NETS = ("mlp", "conv")
+BINARIZE = ("dynamic", "static", "none")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 512,256, got {text!r}")
+    return values
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda or cuda:N; auto picks cuda when available (default: auto)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder (or mnist.npz path) holding full MNIST; "
+        "default: $PYRO_VAE_DATA, then ~/.cache/pyro_vae",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def _add_eval(p: argparse.ArgumentParser, num_samples: int) -> None:
+    p.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        default=num_samples,
+        help=f"K, importance samples per test example for log p(x) (default: {num_samples})",
+    )
+    p.add_argument(
+        "--eval-batch-size",
+        type=_positive_int,
+        default=100,
+        help="test examples per evaluation pass (default: 100)",
+    )
+
+
+def _objective_spec(text: str) -> str:
+    try:
+        objectives.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _objective_list(text: str) -> str:
+    try:
+        objectives.parse_list(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _add_model(
+    p: argparse.ArgumentParser, priors: tuple[str, ...], guides: tuple[str, ...]
+) -> None:
+    """The options that choose the data, the model and the training budget."""
+    p.add_argument(
+        "--dataset",
+        default=data.DEFAULT_DATASET,
+        choices=data.DATASETS,
+        help=f"data set (default: {data.DEFAULT_DATASET}, embedded, no download)",
+    )
+    p.add_argument(
+        "--prior",
+        default="standard-normal",
+        choices=priors,
+        help="prior p(z) (default: standard-normal)",
+    )
+    p.add_argument(
+        "--guide",
+        default="diagonal-normal",
+        choices=guides,
+        help="guide q(z|x) (default: diagonal-normal)",
+    )
+    p.add_argument(
+        "--likelihood",
+        default="bernoulli",
+        choices=LIKELIHOODS,
+        help="likelihood p(x|z) (default: bernoulli)",
+    )
+    p.add_argument(
+        "--scale",
+        type=_positive_float,
+        default=0.1,
+        help="σ of the gaussian likelihood, initial value if learned (default: 0.1)",
+    )
+    p.add_argument("--learn-scale", action="store_true", help="learn σ of the gaussian likelihood")
+    p.add_argument(
+        "--net", default="mlp", choices=NETS, help="encoder/decoder networks (default: mlp)"
+    )
+    p.add_argument(
+        "--hidden",
+        type=_int_list,
+        default=[512, 256],
+        help="MLP hidden widths, encoder order; the decoder mirrors them (default: 512,256)",
+    )
+    p.add_argument("--latent-dim", type=_positive_int, default=16, help="size of z (default: 16)")
+    p.add_argument(
+        "--epochs", type=_positive_int, default=60, help="number of epochs (default: 60)"
+    )
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=100, help="examples per step (default: 100)"
+    )
+    p.add_argument(
+        "--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 0.001)"
+    )
+    p.add_argument(
+        "--binarize",
+        choices=BINARIZE,
+        default=None,
+        help="dynamic: fresh Bernoulli draw of the training images each "
+        "step; static: one fixed draw; none: intensities "
+        "(default: dynamic for bernoulli, else none)",
+    )
+
+
+def make_parser(
+    description: str, priors: tuple[str, ...], guides: tuple[str, ...]
+) -> argparse.ArgumentParser:
+    """The parser of ``pyro-vae``, offering the named priors and guides."""
+    parser = _Parser(prog="pyro-vae", description=description)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser(
+        "train",
+        help="train a VAE and write a run folder",
+        description="Train a VAE, then evaluate it on the test split and "
+        "write figures into the run folder.",
+    )
+    _add_model(train, priors, guides)
+    train.add_argument(
+        "--objective",
+        type=_objective_spec,
+        default=objectives.DEFAULT_OBJECTIVE,
+        help="training objective, name[:option=value,...], e.g. iwae:k=5; one of "
+        f"{', '.join(objectives.OBJECTIVES)} (default: {objectives.DEFAULT_OBJECTIVE})",
+    )
+    train.add_argument(
+        "--num-particles",
+        type=_positive_int,
+        default=None,
+        help="samples of z per example in the objective (default: the spec's k, else 1)",
+    )
+    train.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=None,
+        help="stop after this many epochs without validation improvement",
+    )
+    train.add_argument("--out", default="runs/latest", help="run folder (default: runs/latest)")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run saved in --out up to --epochs"
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    train.add_argument("--no-progress", action="store_true", help="no progress output")
+    _add_common(train)
+    _add_eval(train, 1000)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint",
+        description="Print the ELBO and importance-sampled log p(x) of a "
+        "checkpoint on a data split.",
+    )
+    ev.add_argument("checkpoint", help="checkpoint.pt or best.pt of a run")
+    ev.add_argument(
+        "--split", default="test", choices=data.SPLITS, help="data split (default: test)"
+    )
+    _add_common(ev)
+    _add_eval(ev, 1000)
+
+    sm = sub.add_parser(
+        "sample",
+        help="draw samples from a checkpoint",
+        description="Write a grid of E[x|z], z ~ p(z), from a checkpoint.",
+    )
+    sm.add_argument("checkpoint", help="checkpoint.pt or best.pt of a run")
+    sm.add_argument("--num", type=_positive_int, default=64, help="images (default: 64)")
+    sm.add_argument(
+        "--out", default=None, help="PNG path (default: samples-<seed>.png beside the checkpoint)"
+    )
+    _add_common(sm)
+
+    cmp = sub.add_parser(
+        "compare",
+        help="train one model under several objectives and compare them",
+        description="Train the same model from the same initial weights, seed and data "
+        "order once per objective, then write a table (CSV, Markdown) and figures of "
+        "test bounds, log p(x), ELBO terms, active units, time, and gradient variance "
+        "and signal-to-noise ratio against K.",
+    )
+    cmp.add_argument(
+        "--objectives",
+        type=_objective_list,
+        default=DEFAULT_OBJECTIVES,
+        help=f"comma-separated specs name[:option=value,...] (default: {DEFAULT_OBJECTIVES})",
+    )
+    _add_model(cmp, priors, guides)
+    cmp.add_argument(
+        "--bound-ks",
+        type=_int_list,
+        default=[1, 5, 50, 500],
+        help="K of the test bounds E[IWAE_K] (default: 1,5,50,500)",
+    )
+    cmp.add_argument(
+        "--gradient-ks",
+        type=_int_list,
+        default=[1, 5, 50],
+        help="K of the gradient statistics (default: 1,5,50)",
+    )
+    cmp.add_argument(
+        "--gradient-draws",
+        type=_positive_int,
+        default=100,
+        help="gradient estimates per statistic (default: 100)",
+    )
+    cmp.add_argument(
+        "--test-examples",
+        type=_positive_int,
+        default=None,
+        help="evaluate on the first N test examples (default: all)",
+    )
+    cmp.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
+    cmp.add_argument("--overwrite", action="store_true", help="replace a comparison in --out")
+    cmp.add_argument("--no-progress", action="store_true", help="no progress output")
+    _add_common(cmp)
+    _add_eval(cmp, 5000)
+    return parser
