@@ -35,8 +35,13 @@ format: $(VENV)/.test
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Benchmarks append their tables to BENCHMARKS.md. The MNIST one needs full MNIST:
+# ../shared/get-mnist DIR, then make bench MNIST_DIR=DIR.
 bench: $(VENV)/.base
-	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
+	$(PY) bench/objective_speed.py
+	@if [ -n "$(MNIST_DIR)" ]; then \
+		$(PY) bench/iwae_mnist.py --data-dir "$(MNIST_DIR)"; \
+	else echo "skipping bench/iwae_mnist.py: set MNIST_DIR to a folder holding mnist.npz"; fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -665,7 +665,8 @@ def test_score_function_guide_gradients_vary_far_more_than_reparameterised_ones(
     training): the score function carries the whole spread of log w into each gradient,
     the reparameterised gradient only its local slope. (At the exact posterior log w is
     constant and both reduce to the score term -∇φ log q_φ(z): the ratio tends to 1.)
-    Measured: 2.2 to 100 per coordinate, seven of ten coordinates above 7.
+    Measured over seeds: 1.9 to 110 per coordinate (about 80 on the location offsets c),
+    geometric mean 12 to 17.
     """
     _, vae, x = linear_gaussian_vae(offset=2.0)
     params = parameters(vae)
@@ -680,8 +681,11 @@ def test_score_function_guide_gradients_vary_far_more_than_reparameterised_ones(
         f"score-function / elbo guide-gradient variance per coordinate: "
         f"{[round(r, 1) for r in ratio.tolist()]}"
     )
+    geometric_mean = ratio.log().mean().exp()
+    print(f"geometric mean {geometric_mean:.1f}")
     assert ratio.min() > 1.5
-    assert ratio.median() > 5  # the lower median: at least half the coordinates
+    assert geometric_mean > 5
+    assert ratio.max() > 30
 
 
 # --------------------------------------------------------------------------- 6. DReG

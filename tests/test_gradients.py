@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from conftest import binary_data, small_vae
 
 from pyro_vae import gradients, objectives

@@ -252,11 +252,12 @@ def test_every_objective_sees_the_same_batches():
     for objective in ("elbo", "iwae:k=7"):
         batches = []
 
-        def model(x, batches=batches):
+        small = small_vae()
+
+        def model(x, batches=batches, small=small):
             batches.append(x.clone())
             small.model(x)
 
-        small = small_vae()
         pv.fit(model, x, guide=small.guide, objective=objective, epochs=2,
                batch_size=10, binarize=True, seed=1, progress=False)  # fmt: skip
         seen[objective] = batches

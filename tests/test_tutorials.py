@@ -14,13 +14,7 @@ TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 # Each tutorial and the figures its smoke run must write.
 COVERED = {
     "01_vae.py": ["samples.png", "reconstructions.png", "learning_curves.png"],
-    "02_compare_estimators.py": [
-        "comparison.png",
-        "gradients.png",
-        "comparison.csv",
-        "comparison.md",
-        "gradients.csv",
-    ],
+    "02_compare_estimators.py": ["comparison.png", "gradients.png"],
 }
 
 
