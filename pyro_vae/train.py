@@ -19,6 +19,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,7 +329,14 @@ def fit(
     if resume:
         state = checkpoints.load(folder.checkpoint, map_location=device)
         _load_training_state(state, vae, svi, loss, model_fn, guide_fn, data[:1])
-        generator.set_state(state["data_rng_state"].cpu())
+        if "data_rng_state" in state:
+            generator.set_state(state["data_rng_state"].cpu())
+        else:
+            warnings.warn(
+                f"{folder.checkpoint} holds no data-order state (written by an older "
+                "pyro_vae): the resumed run sees other batches than an uninterrupted one",
+                stacklevel=2,
+            )
         history.rows = [dict(r) for r in state["history"]]
         history.best_epoch = state["best_epoch"]
         best_loss, bad_epochs = state["best_loss"], state["bad_epochs"]
@@ -500,5 +508,5 @@ def _load_training_state(
             model_fn(example)
     _restore_params(vae, state["params"])
     svi.optim.set_state(state["optim_state"])
-    if state["objective_state"] and hasattr(objective, "load_state_dict"):
+    if state.get("objective_state") and hasattr(objective, "load_state_dict"):
         objective.load_state_dict(state["objective_state"])

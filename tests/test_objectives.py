@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import binary_data, small_vae
 
+import pyro_vae as pv
 from pyro_vae import estimators, objectives
 
 ALL_SPECS = [
@@ -179,3 +180,17 @@ def test_importance_weighted_bounds_need_one_scale_per_example():
 
     with pytest.raises(ValueError, match="scaled differently.*beta="):
         objectives.make("iwae", 2).loss(vae.model, annealed_guide, x)
+
+
+def test_jit_is_offered_where_it_measured_faster():
+    jitted = objectives.parse("elbo:k=2,jit=true").make()
+    assert type(jitted) is pyro.infer.JitTrace_ELBO and jitted.num_particles == 2
+    vae, x = small_vae(), binary_data(25)
+    history = pv.fit(vae, x, objective=jitted, epochs=2, batch_size=10, progress=False)
+    assert all(torch.isfinite(torch.tensor(history.column("train_loss"))))
+    with pytest.raises(ValueError, match="offered for 'elbo' only"):
+        objectives.make("analytic-kl", jit=True)
+    with pytest.raises(ValueError, match="JitTrace_ELBO, which has no option 'beta'"):
+        objectives.make("elbo", jit=True, beta=0.5)
+    with pytest.raises(ValueError, match="jit must be true or false, got 'maybe'"):
+        objectives.parse("elbo:jit=maybe")

@@ -105,7 +105,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.bound_ks, args.num_samples = (1, 5, 50, 500), 5000
-    args.gradient_ks, args.gradient_draws, args.test_examples = (1, 10, 100, 1000), 100, 1000
+    args.gradient_ks, args.gradient_draws, args.test_examples = (1, 10, 100, 1000), 50, 1000
     if args.smoke_test:
         args.epochs, args.objectives = 1, "elbo,score-function,iwae:k=3,iwae-dreg:k=3"
         args.bound_ks, args.num_samples = (1, 5), 20
