@@ -182,6 +182,7 @@ def test_importance_weighted_bounds_need_one_scale_per_example():
         objectives.make("iwae", 2).loss(vae.model, annealed_guide, x)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
 def test_jit_is_offered_where_it_measured_faster():
     jitted = objectives.parse("elbo:k=2,jit=true").make()
     assert type(jitted) is pyro.infer.JitTrace_ELBO and jitted.num_particles == 2
