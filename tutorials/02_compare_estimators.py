@@ -87,6 +87,7 @@ def part2_compare(args: argparse.Namespace) -> pv.Comparison:
         num_samples=args.num_samples,
         gradient_ks=args.gradient_ks,
         gradient_draws=args.gradient_draws,
+        gradient_batch_size=20,  # 20 examples × K = 1000 particles per gradient estimate
         progress=not args.smoke_test,
     )
 
