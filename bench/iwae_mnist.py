@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import pyro
 import torch
+from _report import append_section
 from torch import nn
 
 import pyro_vae as pv
@@ -111,7 +111,6 @@ def main() -> None:
 
 
 def _append_table(args: argparse.Namespace, results: list[dict]) -> None:
-    command = " ".join(["python"] + sys.argv)
     lines = [
         "",
         "## IWAE paper, one stochastic layer: MNIST test −log p(x)",
@@ -134,12 +133,7 @@ def _append_table(args: argparse.Namespace, results: list[dict]) -> None:
             f"{r['valid_elbo']:.2f} | {r['test_nll']:.2f} | {r['sample_stderr']:.2f} | "
             f"{r['mc_stderr']:.3f} | {paper} |"
         )
-    lines += ["", f"Command: `{command}`", ""]
-    path = Path(args.benchmarks)
-    if not path.exists():
-        path.write_text("# Benchmarks\n\nTables written by the scripts in bench/.\n")
-    with open(path, "a") as f:
-        f.write("\n".join(lines))
+    append_section(args.benchmarks, lines)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import pyro
 import pyro.infer
 import pyro.optim
 import torch
+from _report import append_section
 
 import pyro_vae as pv
 
@@ -87,13 +86,8 @@ def main() -> None:
     ]
     for name, median in medians.items():
         lines.append(f"| {name} | {median:.2f} | {median / base:.2f} |")
-    lines += ["", f"Command: `{' '.join(['python'] + sys.argv)}`", ""]
     print("\n".join(lines))
-    path = Path(args.benchmarks)
-    if not path.exists():
-        path.write_text("# Benchmarks\n\nTables written by the scripts in bench/.\n")
-    with open(path, "a") as f:
-        f.write("\n".join(lines))
+    append_section(args.benchmarks, lines)
 
 
 if __name__ == "__main__":
