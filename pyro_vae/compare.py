@@ -33,7 +33,8 @@ import pyro.optim
 import pyro.poutine as poutine
 import torch
 
-from . import evaluate, gradients, objectives, plots
+from . import evaluate, gradients, plots
+from . import objectives as objectives_module
 from ._checks import check_data, check_positive_int
 from .objectives import ObjectiveSpec
 from .train import History, fit
@@ -163,22 +164,6 @@ def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", label).strip("_")
 
 
-def _specs(items: str | Sequence[str | ObjectiveSpec]) -> list[ObjectiveSpec]:
-    if isinstance(items, str):
-        return objectives.parse_list(items)
-    if not items:
-        raise ValueError("objectives must name at least one objective")
-    specs = [objectives.parse(i) if isinstance(i, str) else i for i in items]
-    for spec in specs:
-        if not isinstance(spec, ObjectiveSpec):
-            raise TypeError(f"objectives must be specs like 'iwae:k=5', got {spec!r}")
-    labels = [s.label for s in specs]
-    for label in labels:
-        if labels.count(label) > 1:
-            raise ValueError(f"objective {label!r} is listed twice")
-    return specs
-
-
 def _materialise(vae: VAE, x: torch.Tensor) -> None:
     """Runs the programs once so lazy layers get their shapes before weights are copied."""
     with torch.no_grad(), poutine.block():
@@ -194,7 +179,7 @@ def _warm_up(vae: VAE, x: torch.Tensor) -> None:
     """
     scratch = copy.deepcopy(vae)
     optim = pyro.optim.Adam({"lr": 0.0})
-    pyro.infer.SVI(scratch.model, scratch.guide, optim, objectives.make()).step(x[:2])
+    pyro.infer.SVI(scratch.model, scratch.guide, optim, objectives_module.make()).step(x[:2])
     pyro.clear_param_store()
 
 
@@ -264,7 +249,7 @@ def compare(
     """
     if not isinstance(vae, VAE):
         raise TypeError(f"compare needs a pyro_vae.VAE, got {type(vae).__name__}")
-    specs = _specs(objectives)
+    specs = objectives_module.parse_list(objectives)
     bound_ks = tuple(sorted({check_positive_int("bound_ks", k) for k in bound_ks}))
     gradient_ks = tuple(sorted({check_positive_int("gradient_ks", k) for k in gradient_ks}))
     num_samples = check_positive_int("num_samples", num_samples)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,16 +211,35 @@ def parse(spec: str) -> ObjectiveSpec:
     return result
 
 
-def parse_list(text: str) -> list[ObjectiveSpec]:
+def parse_list(text: str | Sequence[str | ObjectiveSpec]) -> list[ObjectiveSpec]:
     """Reads a comma-separated list of specs: ``elbo,iwae:k=5,renyi:k=5,alpha=0.5``.
 
-    An item that is ``option=value`` belongs to the objective before it.
+    An item that is ``option=value`` belongs to the objective before it. A list
+    of specs (strings or :class:`ObjectiveSpec`) is accepted too. No objective
+    may appear twice.
 
     Example:
         >>> [s.label for s in parse_list("elbo,renyi:k=5,alpha=0.5,iwae:k=5")]
         ['elbo', 'renyi:k=5,alpha=0.5', 'iwae:k=5']
     """
-    if not isinstance(text, str) or not text.strip():
+    if isinstance(text, str):
+        specs = [parse(g) for g in _split_specs(text)]
+    elif isinstance(text, Sequence) and text:
+        specs = [parse(item) if isinstance(item, str) else item for item in text]
+        for spec in specs:
+            if not isinstance(spec, ObjectiveSpec):
+                raise TypeError(f"objectives must be specs like 'iwae:k=5', got {spec!r}")
+    else:
+        raise ValueError(f"objectives must name at least one objective, got {text!r}")
+    labels = [s.label for s in specs]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise ValueError(f"objective {label!r} is listed twice")
+    return specs
+
+
+def _split_specs(text: str) -> list[str]:
+    if not text.strip():
         raise ValueError(f"objectives must be a non-empty comma-separated list, got {text!r}")
     groups: list[str] = []
     for item in (s.strip() for s in text.split(",")):
@@ -230,9 +250,4 @@ def parse_list(text: str) -> list[ObjectiveSpec]:
             groups[-1] += "," + item
         else:
             groups.append(item)
-    specs = [parse(g) for g in groups]
-    labels = [s.label for s in specs]
-    for label in labels:
-        if labels.count(label) > 1:
-            raise ValueError(f"objective {label!r} is listed twice")
-    return specs
+    return groups
