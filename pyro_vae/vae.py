@@ -22,6 +22,8 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 from pyro.params.param_store import param_with_module_name
+from torch import nn
+from torch.nn.parameter import is_lazy
 
 from .guides import Guide
 from .likelihoods import Likelihood
@@ -95,15 +97,39 @@ class VAE(PyroModule):
         entry that is not this module's parameter is replaced.
         """
         store = pyro.get_param_store()
-        names = {id(param): name for name, param in self.named_parameters()}
+        modules = [self._modules[part] for part in ("prior", "likelihood", "encoder")]
+        names = self._param_names(modules)
         for part in parts:
-            for param in getattr(self, part).parameters():
-                full_name = param_with_module_name(self.param_prefix, names[id(param)])
+            for param in self._modules[part].parameters():
+                if is_lazy(param):
+                    continue  # shapeless until the first forward pass; registered after it
+                if id(param) not in names:  # a lazy layer has just materialised
+                    self.__dict__.pop("_param_name_cache", None)
+                    names = self._param_names(modules)
+                full_name = names[id(param)][0]
                 # The store's private dict is read, as PyroModule itself does, to
                 # compare identities without building a constrained view per call.
                 if store._params.get(full_name) is not param:
                     store[full_name] = param
                 pyro.param(full_name, param)
+
+    def _param_names(self, modules: list[nn.Module]) -> dict[int, tuple[str, torch.Tensor]]:
+        """``id(parameter) -> (param-store name, parameter)``, cached across calls.
+
+        Rebuilt when a part is swapped or a parameter is new (a lazy layer
+        materialising). It holds the parameters themselves, so an ``id`` in it
+        cannot be reused by another tensor while it is cached.
+        """
+        key = (self.param_prefix, *map(id, modules))
+        cache = self.__dict__.get("_param_name_cache")
+        if cache is None or cache[0] != key:
+            names = {
+                id(p): (param_with_module_name(self.param_prefix, n), p)
+                for n, p in self.named_parameters()
+            }
+            cache = (key, names)
+            self.__dict__["_param_name_cache"] = cache  # plain attribute, not a submodule
+        return cache[1]
 
     def model(self, x: torch.Tensor) -> None:
         """The generative model p(z) p_θ(x|z) over a batch ``x`` of shape ``(B, *event)``."""

@@ -104,3 +104,20 @@ def test_constructor_names_mismatched_or_wrong_parts():
         VAE(None, head, guide)
     with pytest.raises(ValueError, match="name"):
         VAE(priors.StandardNormal(2), head, guide, name="")
+
+
+def test_the_param_store_follows_swapped_parts_and_lazy_layers():
+    """The cached name map is rebuilt when a part is swapped or a lazy layer materialises."""
+    lazy_guide = guides.DiagonalNormal(torch.nn.Sequential(torch.nn.LazyLinear(8)), latent_dim=3)
+    vae = VAE(priors.StandardNormal(3), likelihoods.Bernoulli(nets.MLP(3, [8], 12)), lazy_guide)
+    x = binary_data(5)
+    vae.guide(x)  # materialises the lazy layer between two registrations
+    vae.guide(x)
+    store = pyro.get_param_store()
+    assert store["vae$$$encoder.net.0.weight"] is vae.encoder.net[0].weight
+    assert store["vae$$$encoder.net.0.weight"].shape == (8, 12)
+    vae.model(x)
+    vae.likelihood = likelihoods.Bernoulli(nets.MLP(3, [5], 12))
+    vae.model(x)
+    assert store["vae$$$likelihood.net.layers.0.weight"] is vae.likelihood.net.layers[0].weight
+    assert store["vae$$$likelihood.net.layers.0.weight"].shape == (5, 3)
