@@ -56,7 +56,7 @@ import pyro.infer
 import torch
 from torch.distributions import Independent, kl_divergence
 
-from . import _particles
+from . import _fused, _particles
 from ._particles import Particles
 
 __all__ = [
@@ -225,17 +225,44 @@ class ParticleELBO(pyro.infer.ELBO):
         """Returns ``(surrogate, bound)``, scalars; ``surrogate`` only when ``grad``."""
         raise NotImplementedError
 
+    def _fused_objective(
+        self, d: _fused.Draw, beta: float, grad: bool
+    ) -> tuple[torch.Tensor | None, torch.Tensor] | None:
+        """:meth:`_objective` on a fused draw of a VAE, or ``None`` where not implemented."""
+        return None
+
+    def _compute(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict, grad: bool
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(surrogate, bound)`` by the fused path where it applies, else by tracing."""
+        matched = _fused.match(model, guide, args, kwargs) if self._fusable() else None
+        if matched is not None:
+            d = _fused.draw(
+                *matched,
+                args[0],
+                self.num_particles,
+                reparameterized=self.reparameterized,
+                objective=repr(self.objective_name),
+            )
+            if d is not None:
+                return self._fused_objective(d, self.beta, grad)
+        return self._objective(self._run(model, guide, args, kwargs), self.beta, grad)
+
+    def _fusable(self) -> bool:
+        """Whether this estimator, with its options, has a fused form."""
+        return type(self)._fused_objective is not ParticleELBO._fused_objective
+
     def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """The negative bound at the current β, in nats (no gradients)."""
         with torch.no_grad():
-            _, bound = self._objective(self._run(model, guide, args, kwargs), self.beta, False)
+            _, bound = self._compute(model, guide, args, kwargs, grad=False)
         return -bound.item()
 
     def differentiable_loss(
         self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         """The negative bound as a tensor whose gradient is this estimator's."""
-        surrogate, bound = self._objective(self._run(model, guide, args, kwargs), self.beta, True)
+        surrogate, bound = self._compute(model, guide, args, kwargs, grad=True)
         if surrogate is bound:
             return -bound
         loss = -(bound.detach() + surrogate - surrogate.detach())
@@ -319,6 +346,18 @@ class MonteCarloELBO(ParticleELBO):
         bound = torch.as_tensor(reconstruction - beta * kl_total)
         return (bound if grad else None), bound
 
+    def _fusable(self) -> bool:
+        return self.schedule.free_bits == 0  # per-dimension KL terms run through the trace
+
+    def _fused_kl(self, d: _fused.Draw) -> torch.Tensor:
+        """The KL term per particle and example, ``(K, B)`` (or ``(B,)`` in closed form)."""
+        return d.log_q() - d.log_prior()
+
+    def _fused_objective(self, d, beta, grad):
+        per_example = d.log_likelihood().mean(0) - beta * self._fused_kl(d).mean(0)
+        bound = d.scale * per_example.sum()
+        return (bound if grad else None), bound
+
 
 def _unsqueeze(scale: Any) -> Any:
     return scale.unsqueeze(-1) if isinstance(scale, torch.Tensor) else scale
@@ -391,13 +430,27 @@ class AnalyticKLELBO(MonteCarloELBO):
                     f"torch has no closed form for KL({type(q_fn).__name__} ‖ "
                     f"{type(p_fn).__name__})"
                 )
+        self._note_fallback(name, reason)
+        return super()._latent_kl(p, name, groups)
+
+    def _note_fallback(self, name: str, reason: str) -> None:
         if name not in self._noted:
             self._noted.add(name)
             warnings.warn(
                 f"analytic-kl: the KL of site {name!r} is estimated by Monte Carlo: {reason}",
-                stacklevel=2,
+                stacklevel=4,
             )
-        return super()._latent_kl(p, name, groups)
+
+    def _fused_kl(self, d: _fused.Draw) -> torch.Tensor:
+        try:
+            return d.kl().unsqueeze(0)
+        except NotImplementedError:
+            prior = d.vae.prior()
+            self._note_fallback(
+                "z",
+                f"torch has no closed form for KL({type(d.q).__name__} ‖ {type(prior).__name__})",
+            )
+            return super()._fused_kl(d)
 
 
 class STL(MonteCarloELBO):
@@ -447,6 +500,18 @@ class STL(MonteCarloELBO):
         bound = _iwae(log_w, scale)
         return (bound if grad else None), bound.detach()
 
+    def _fusable(self) -> bool:
+        return self.schedule.free_bits == 0
+
+    def _fused_kl(self, d: _fused.Draw) -> torch.Tensor:
+        return d.log_q(path=True) - d.log_prior()
+
+    def _fused_objective(self, d, beta, grad):
+        if self.bound == "elbo":
+            return super()._fused_objective(d, beta, grad)
+        bound = _iwae(_fused_log_weights(d, beta, path=grad), d.scale)
+        return (bound if grad else None), bound.detach()
+
 
 class ScoreFunctionELBO(ParticleELBO):
     """``score-function``: the ELBO with z drawn without a pathwise gradient (REINFORCE).
@@ -476,6 +541,15 @@ class ScoreFunctionELBO(ParticleELBO):
         signal = (log_w - _leave_one_out(log_w)).detach()
         surrogate = bound + (scale * (signal * log_q).mean(0)).sum()
         return surrogate, bound
+
+    def _fused_objective(self, d, beta, grad):
+        log_q = d.log_q()
+        log_w = d.log_likelihood() + beta * (d.log_prior() - log_q)
+        bound = d.scale * log_w.mean(0).sum()
+        if not grad:
+            return None, bound
+        signal = (log_w - _leave_one_out(log_w)).detach()
+        return bound + d.scale * (signal * log_q).mean(0).sum(), bound
 
 
 def _leave_one_out(log_w: torch.Tensor) -> torch.Tensor:
@@ -515,6 +589,11 @@ def _log_weights(p: Particles, beta: float, *, path: bool = False) -> torch.Tens
     return log_w
 
 
+def _fused_log_weights(d: _fused.Draw, beta: float, *, path: bool = False) -> torch.Tensor:
+    """:func:`_log_weights` on a fused draw: ``(K, B)``."""
+    return d.log_likelihood() + beta * (d.log_prior() - d.log_q(path=path))
+
+
 def _iwae(log_w: torch.Tensor, scale: Any) -> torch.Tensor:
     """Σ_b s_b [logsumexp_k log w_kb - log K]: the IWAE bound per example, summed."""
     per_example = torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
@@ -536,6 +615,10 @@ class IWAE(ParticleELBO):
     def _objective(self, p, beta, grad):
         scale = _per_example_scale(p.common_scale(), p)
         bound = self._bound(_log_weights(p, beta), scale)
+        return (bound if grad else None), bound
+
+    def _fused_objective(self, d, beta, grad):
+        bound = self._bound(_fused_log_weights(d, beta), d.scale)
         return (bound if grad else None), bound
 
 
@@ -595,6 +678,17 @@ class DReG(IWAE):
             surrogate = (scale * (weights * log_w).sum(0)).sum()
             return surrogate, _iwae(log_w.detach(), scale)
         return _dreg_by_replay(p, beta, scale)
+
+    def _fused_objective(self, d, beta, grad):
+        if not grad:
+            return None, _iwae(_fused_log_weights(d, beta), d.scale)
+        log_w = _fused_log_weights(d, beta, path=True)
+        weights = torch.softmax(log_w.detach(), dim=0)
+        if d.z.requires_grad:
+            coefficient = ((1 - beta) + beta * weights).unsqueeze(-1)
+            d.z.register_hook(lambda g: g * coefficient)
+        surrogate = d.scale * (weights * log_w).sum(0).sum()
+        return surrogate, _iwae(log_w.detach(), d.scale)
 
 
 def _hook_shape(p: Particles) -> list[int] | None:

@@ -15,14 +15,14 @@ The importance weight of a sample z_k ~ q(z|x) is w_k = p(x, z_k) / q(z_k|x), so
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import prune_subsample_sites
 
-from . import _particles, estimators
+from . import _fused, _particles, estimators
 from ._checks import check_data, check_positive_float, check_positive_int
 
 __all__ = [
@@ -52,7 +52,9 @@ def _check_program(model: ModelFn, guide: ModelFn, x: torch.Tensor) -> int:
     Per-example weights need every sample site inside plate "data", and every
     latent site of the model sampled by the guide.
     """
-    with poutine.block():
+    devices = [x.device.index or 0] if x.is_cuda else []
+    # The check draws z for one example; it must not shift the random stream.
+    with poutine.block(), torch.random.fork_rng(devices=devices):
         guide_trace = poutine.trace(guide).get_trace(x[:1])
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x[:1])
     depth = 0
@@ -106,6 +108,50 @@ def _batch_log_weights(
     return log_w
 
 
+def _fused_chunk(vae, q, batch: torch.Tensor, num_particles: int) -> torch.Tensor:
+    """log w for ``num_particles`` draws from ``q`` = q(z|batch), evaluated from the parts."""
+    d = _fused.draw(vae, 1.0, batch, num_particles, q=q)
+    return d.log_likelihood() + d.log_prior() - d.log_q()
+
+
+def _log_weight_chunks(
+    model: ModelFn,
+    guide: ModelFn,
+    x: torch.Tensor,
+    num_samples: int,
+    batch_size: int | None,
+    max_rows: int,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yields ``(first example, log w of shape (k, b))`` over batches of x and chunks of K.
+
+    Every chunk holds at most ``max_rows`` particles × examples (one particle per
+    example when a batch alone exceeds it). A VAE's own programs are evaluated by
+    :mod:`pyro_vae._fused`: the encoder runs once per batch and the chunks draw
+    from its q(z|x), the draws Pyro's plate would make. Other programs are traced.
+    """
+    check_data(x)
+    num_samples = check_positive_int("num_samples", num_samples)
+    max_rows = check_positive_int("max_rows", max_rows)
+    if batch_size is None:
+        batch_size = min(len(x), max_rows)
+    batch_size = check_positive_int("batch_size", batch_size)
+    chunk = max(1, max_rows // min(batch_size, len(x)))
+    matched = _fused.match(model, guide, (x,), {})
+    vae = matched[0] if matched is not None else None
+    particle_dim = None
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        q = _fused.guide_distribution(vae, batch) if vae is not None else None
+        if q is None and particle_dim is None:
+            particle_dim = -1 - _check_program(model, guide, x)
+        for k in range(0, num_samples, chunk):
+            size = min(chunk, num_samples - k)
+            if q is not None:
+                yield start, _fused_chunk(vae, q, batch, size)
+            else:
+                yield start, _batch_log_weights(model, guide, batch, size, particle_dim)
+
+
 def log_weights(
     model: ModelFn,
     guide: ModelFn,
@@ -122,29 +168,17 @@ def log_weights(
         x: data of shape ``(N, *event_shape)``.
         num_samples: K, the samples per example.
         batch_size: examples per pass (default: as many as fit ``max_rows`` with one particle each).
-        max_rows: bound on particles × examples evaluated at once, which bounds memory.
+        max_rows: bound on particles × examples evaluated at once, which bounds
+            the memory of the networks' activations.
 
     Returns:
         a tensor of shape ``(K, N)``.
     """
-    check_data(x)
-    num_samples = check_positive_int("num_samples", num_samples)
-    max_rows = check_positive_int("max_rows", max_rows)
-    if batch_size is None:
-        batch_size = min(len(x), max_rows)
-    batch_size = check_positive_int("batch_size", batch_size)
-    chunk = max(1, max_rows // min(batch_size, len(x)))
     with torch.no_grad():
-        particle_dim = -1 - _check_program(model, guide, x)
-        columns = []
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size]
-            rows = [
-                _batch_log_weights(model, guide, batch, min(chunk, num_samples - k), particle_dim)
-                for k in range(0, num_samples, chunk)
-            ]
-            columns.append(torch.cat(rows, dim=0))
-        return torch.cat(columns, dim=1)
+        columns: dict[int, list[torch.Tensor]] = {}
+        for start, log_w in _log_weight_chunks(model, guide, x, num_samples, batch_size, max_rows):
+            columns.setdefault(start, []).append(log_w)
+        return torch.cat([torch.cat(rows, dim=0) for rows in columns.values()], dim=1)
 
 
 def log_likelihood(
@@ -159,9 +193,10 @@ def log_likelihood(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Importance-sampled estimate of log p(x) per example: log (1/K) Σ_k w_k.
 
-    Computed as ``logsumexp(log w) - log K``. Its Monte Carlo standard error
-    (delta method) is sqrt((K Σ_k ŵ_k² - 1) / (K - 1)) with normalised weights
-    ŵ_k = w_k / Σ_j w_j; it is small when the weights are even.
+    Computed as ``logsumexp(log w) - log K``, accumulated chunk by chunk, so
+    memory is bounded by ``max_rows`` whatever K is. Its Monte Carlo standard
+    error (delta method) is sqrt((K Σ_k ŵ_k² - 1) / (K - 1)) with normalised
+    weights ŵ_k = w_k / Σ_j w_j; it is small when the weights are even.
 
     Arguments:
         model, guide, x, num_samples, batch_size, max_rows: as in :func:`log_weights`.
@@ -173,15 +208,36 @@ def log_likelihood(
     References:
         1. Y. Burda, R. Grosse, R. Salakhutdinov. Importance weighted autoencoders. ICLR 2016.
     """
-    log_w = log_weights(model, guide, x, num_samples, batch_size=batch_size, max_rows=max_rows)
-    log_px = torch.logsumexp(log_w, dim=0) - math.log(num_samples)
+    sums: dict[int, _LogSumExp] = {}
+    with torch.no_grad():
+        for start, log_w in _log_weight_chunks(model, guide, x, num_samples, batch_size, max_rows):
+            sums.setdefault(start, _LogSumExp()).add(log_w)
+    log_sum = torch.cat([s.log_sum for s in sums.values()])
+    log_px = log_sum - math.log(num_samples)
     if not return_stderr:
         return log_px
     if num_samples == 1:
         return log_px, torch.full_like(log_px, float("nan"))
-    normalised = torch.softmax(log_w, dim=0)
-    variance = (num_samples * normalised.pow(2).sum(0) - 1) / (num_samples - 1)
+    # Σ_k ŵ_k² = Σ_k w_k² / (Σ_k w_k)²
+    squares = torch.exp(torch.cat([s.log_sum_sq for s in sums.values()]) - 2 * log_sum)
+    variance = (num_samples * squares - 1) / (num_samples - 1)
     return log_px, variance.clamp(min=0).sqrt()
+
+
+class _LogSumExp:
+    """log Σ_k w_k and log Σ_k w_k² per example, accumulated over chunks of log w ``(k, b)``."""
+
+    def __init__(self) -> None:
+        self.log_sum: torch.Tensor | None = None
+        self.log_sum_sq: torch.Tensor | None = None
+
+    def add(self, log_w: torch.Tensor) -> None:
+        chunk, chunk_sq = torch.logsumexp(log_w, 0), torch.logsumexp(2 * log_w, 0)
+        if self.log_sum is None:
+            self.log_sum, self.log_sum_sq = chunk, chunk_sq
+        else:
+            self.log_sum = torch.logaddexp(self.log_sum, chunk)
+            self.log_sum_sq = torch.logaddexp(self.log_sum_sq, chunk_sq)
 
 
 def elbo(

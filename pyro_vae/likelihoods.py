@@ -5,6 +5,10 @@ A likelihood is an ``nn.Module`` whose ``forward(z)`` maps latents of shape
 distribution over x with ``batch_shape == batch`` and ``event_shape`` equal to
 the trailing shape of the network's output, the data's event shape. Each head
 declares its ``support``, so data can be checked before training.
+
+:meth:`Likelihood.log_prob` gives log p(x|z) summed over the event without
+building a distribution; heads override it with the same formula written
+directly (the fused training path of :mod:`pyro_vae._fused` uses it).
 """
 
 from __future__ import annotations
@@ -47,14 +51,38 @@ class Likelihood(nn.Module, ABC):
         """Elementwise distribution of x given the network output, same shape as ``params``."""
 
     def forward(self, z: torch.Tensor) -> dist.TorchDistribution:
+        params = self._params(z)
+        return self.distribution(params).to_event(params.dim() - (z.dim() - 1))
+
+    def _params(self, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's output for ``z``, checked to keep z's batch dims (and fit ``x``)."""
         params = self.net(z)
-        event_dims = params.dim() - (z.dim() - 1)
-        if event_dims < 1 or params.shape[: z.dim() - 1] != z.shape[:-1]:
+        batch_dims = z.dim() - 1
+        if params.dim() <= batch_dims or params.shape[:batch_dims] != z.shape[:-1]:
             raise ValueError(
                 f"the likelihood's network mapped z of shape {tuple(z.shape)} to "
                 f"{tuple(params.shape)}; it must keep z's leading dimensions {tuple(z.shape[:-1])}"
             )
-        return self.distribution(params).to_event(event_dims)
+        if x is not None:
+            event = params.shape[batch_dims:]
+            if x.shape[x.dim() - len(event) :] != event or x.dim() < len(event):
+                raise ValueError(
+                    f"x has shape {tuple(x.shape)} but the likelihood's event shape is "
+                    f"{tuple(event)}"
+                )
+        return params
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over the event dimensions.
+
+        Arguments:
+            x: data ``(B, *event_shape)``, broadcast against z's batch.
+            z: latents ``(*batch, latent_dim)``, batch ending in B (``(K, B)`` with particles).
+
+        Returns:
+            a tensor of shape ``(*batch)``, equal to ``self(z).log_prob(x)``.
+        """
+        return self(z).log_prob(x)
 
 
 class Bernoulli(Likelihood):
@@ -73,6 +101,11 @@ class Bernoulli(Likelihood):
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
         return dist.Bernoulli(logits=params)
 
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        logits = self._params(z, x)
+        log_p = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+        return log_p.flatten(z.dim() - 1).sum(-1)
+
 
 class ContinuousBernoulli(Likelihood):
     """Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) for intensities x ∈ [0, 1].
@@ -90,6 +123,9 @@ class ContinuousBernoulli(Likelihood):
 
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
         return dist.ContinuousBernoulli(logits=params)
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def _inverse_softplus(y: float) -> float:
@@ -139,6 +175,13 @@ class Gaussian(Likelihood):
 
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
         return dist.Normal(params, self.scale.to(params.dtype).expand(params.shape))
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        loc = self._params(z, x)
+        scale = self.scale.to(loc.dtype)
+        squares = (x - loc).pow(2).flatten(z.dim() - 1).sum(-1)
+        size = math.prod(loc.shape[z.dim() - 1 :])
+        return -squares / (2 * scale.pow(2)) - size * (scale.log() + _HALF_LOG_2PI)
 
     def extra_repr(self) -> str:
         return f"learn_scale={self.learn_scale}"

@@ -4,17 +4,25 @@ A prior is an ``nn.Module`` whose ``forward()`` takes no input and returns a
 distribution with ``event_shape == (latent_dim,)`` and empty batch shape; the
 model's ``plate("data")`` broadcasts it over the mini-batch. Parameters and
 buffers live on the module, so the prior follows ``.to(device)``.
+
+:meth:`Prior.log_prob` and :meth:`Prior.kl_from` give log p(z) and the closed-form
+KL(q ‖ p) as tensors; a prior may override them with the formula written
+directly (the fused training path of :mod:`pyro_vae._fused` uses them).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import pyro.distributions as dist
 import torch
 from torch import nn
+from torch.distributions import Independent, Normal, kl_divergence
 
 __all__ = ["Prior", "StandardNormal"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class Prior(nn.Module, ABC):
@@ -31,6 +39,18 @@ class Prior(nn.Module, ABC):
     @abstractmethod
     def forward(self) -> dist.TorchDistribution:
         """Returns p(z) with batch shape ``()`` and event shape ``(latent_dim,)``."""
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) for ``z`` of shape ``(*batch, latent_dim)``: a tensor of shape ``(*batch)``."""
+        return self().log_prob(z)
+
+    def kl_from(self, q: dist.TorchDistribution) -> torch.Tensor:
+        """KL(q ‖ p) in closed form for q with event shape ``(latent_dim,)``: shape ``q.batch_shape``.
+
+        Raises:
+            NotImplementedError: torch registers no closed form for the pair.
+        """
+        return kl_divergence(q, self())
 
     def extra_repr(self) -> str:
         return f"latent_dim={self.latent_dim}"
@@ -53,3 +73,14 @@ class StandardNormal(Prior):
 
     def forward(self) -> dist.TorchDistribution:
         return dist.Normal(self.loc, self.scale).to_event(1)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return -0.5 * z.pow(2).sum(-1) - self.latent_dim * _HALF_LOG_2PI
+
+    def kl_from(self, q: dist.TorchDistribution) -> torch.Tensor:
+        """KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_d (μ_d² + σ_d² - 1) - Σ_d log σ_d."""
+        base = q.base_dist if isinstance(q, Independent) else None
+        if type(base) not in (Normal, dist.Normal) or q.reinterpreted_batch_ndims != 1:
+            return super().kl_from(q)
+        loc, scale = base.loc, base.scale
+        return 0.5 * (loc.pow(2) + scale.pow(2) - 1).sum(-1) - scale.log().sum(-1)

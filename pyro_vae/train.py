@@ -1,12 +1,18 @@
-"""Training: ``fit()`` runs Pyro's SVI over mini-batches, with logs, checkpoints and resume.
+"""Training: ``fit()`` runs stochastic variational inference over mini-batches, with logs,
+checkpoints and resume.
 
-Each step draws a mini-batch x of B examples and takes one ``pyro.infer.SVI``
-step on the objective with the model and guide scaled by 1/B, so the loss is
-the negative bound *per example*, in nats, whatever the batch size:
+Each step draws a mini-batch x of B examples and takes one SVI step (the
+objective's ``loss_and_grads``, then Adam) with the model and guide scaled by
+1/B, so the loss is the negative bound *per example*, in nats, whatever the
+batch size:
 
     loss(x) = -(1/B) Σ_b bound(x_b)
 
-and learning rates mean the same at every batch size. A run folder (``out``)
+and learning rates mean the same at every batch size. The step runs at the
+speed of hand-written PyTorch (:mod:`pyro_vae._trainer`, :mod:`pyro_vae._fused`):
+one ``torch.optim.Adam``, a VAE's densities computed without tracing, and
+Pyro's distribution checks on for the first step of a run only (the data are
+checked once, up front, and every loss is checked to be finite). A run folder (``out``)
 receives ``log.csv`` (one row per epoch), ``config.json``, ``checkpoint.pt``
 (the state after the last finished epoch, for resuming) and ``best.pt`` (the
 parameters with the best validation loss).
@@ -26,14 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import pyro
+import pyro.distributions as dist
 import pyro.infer
-import pyro.optim
 import pyro.poutine as poutine
 import torch
 from tqdm.auto import tqdm
 
 from . import checkpoints, objectives
 from ._checks import check_data, check_positive_float, check_positive_int
+from ._trainer import Trainer
 from .vae import VAE
 
 __all__ = ["History", "fit", "LOG_COLUMNS"]
@@ -64,16 +71,6 @@ class History:
         if name not in LOG_COLUMNS:
             raise ValueError(f"unknown column {name!r}; choose one of: {', '.join(LOG_COLUMNS)}")
         return [row[name] for row in self.rows]
-
-
-def _per_example(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wraps a model or guide so its log-densities are scaled by 1 / batch size."""
-
-    def scaled(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        with poutine.scale(scale=1.0 / x.shape[0]):
-            return fn(x, *args, **kwargs)
-
-    return scaled
 
 
 def _batches(
@@ -145,10 +142,10 @@ def _restore_params(vae: VAE | None, snapshot: dict[str, torch.Tensor]) -> None:
         store[name] = value.to(store[name].device) if name in store else value
 
 
-def _mean_loss(svi: pyro.infer.SVI, data: torch.Tensor, batch_size: int) -> float:
+def _mean_loss(trainer: Trainer, data: torch.Tensor, batch_size: int) -> float:
     total = 0.0
     for batch in _batches(data, batch_size):
-        total += svi.evaluate_loss(batch) * batch.shape[0]
+        total += trainer.loss(batch) * batch.shape[0]
     return total / data.shape[0]
 
 
@@ -315,11 +312,8 @@ def fit(
     folder = _RunFolder(out) if out is not None else None
     if seed is not None and not resume:
         pyro.set_rng_seed(seed)
-    optim = pyro.optim.Adam({"lr": lr})
-    svi = pyro.infer.SVI(_per_example(model_fn), _per_example(guide_fn), optim, loss)
-    valid_svi = (
-        svi if valid_loss is loss else pyro.infer.SVI(svi.model, svi.guide, optim, valid_loss)
-    )
+    trainer = Trainer(model_fn, guide_fn, loss, lr, vae)
+    valid_trainer = trainer if valid_loss is loss else Trainer(model_fn, guide_fn, valid_loss, lr)
     generator = _data_generator(device)
 
     if folder is not None:
@@ -328,7 +322,7 @@ def fit(
     best_loss, best_params, bad_epochs, start = math.inf, None, 0, 1
     if resume:
         state = checkpoints.load(folder.checkpoint, map_location=device)
-        _load_training_state(state, vae, svi, loss, model_fn, guide_fn, data[:1])
+        _load_training_state(state, vae, trainer, data[: min(batch_size, len(data))])
         if "data_rng_state" in state:
             generator.set_state(state["data_rng_state"].cpu())
         else:
@@ -344,56 +338,65 @@ def fit(
             best_params = checkpoints.load(folder.best, map_location=device)["params"]
         start = state["epoch"] + 1
         checkpoints.set_rng_state(state["rng_state"])
+    else:
+        trainer.prepare(_first_batch(data, batch_size, binarize))
 
-    for epoch in range(start, epochs + 1):
-        tic = time.perf_counter()
-        train_loss = _train_epoch(
-            svi,
-            data,
-            batch_size,
-            generator=generator,
-            binarize=binarize,
-            epoch=epoch,
-            epochs=epochs,
-            objective=_objective_label(loss),
-            progress=progress,
-        )
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "valid_loss": math.nan,
-            "seconds": time.perf_counter() - tic,
-        }
-        if valid is not None:
-            row["valid_loss"] = _mean_loss(valid_svi, valid, batch_size)
-            if row["valid_loss"] < best_loss:
-                best_loss, bad_epochs, history.best_epoch = row["valid_loss"], 0, epoch
-                best_params = _params_snapshot(vae)
-                if folder is not None:
-                    checkpoints.save(
-                        {"epoch": epoch, "params": best_params, "config": run_config}, folder.best
-                    )
-            else:
-                bad_epochs += 1
-        history.rows.append(row)
-        if progress:
-            valid_text = f"  valid {row['valid_loss']:.3f}" if valid is not None else ""
-            tqdm.write(
-                f"epoch {epoch}/{epochs}  train {row['train_loss']:.3f}{valid_text}  "
-                f"({row['seconds']:.1f} s)",
-                file=sys.stderr,
+    # Pyro's distribution checks cost about a tenth of a small step. The data were
+    # checked above; the first step runs with the checks as configured, to catch
+    # a model that builds invalid distributions, and every loss is checked finite.
+    validate = dist.is_validation_enabled()
+    with pyro.validation_enabled(False):
+        for epoch in range(start, epochs + 1):
+            tic = time.perf_counter()
+            train_loss = _train_epoch(
+                trainer,
+                data,
+                batch_size,
+                generator=generator,
+                binarize=binarize,
+                epoch=epoch,
+                epochs=epochs,
+                objective=_objective_label(loss),
+                progress=progress,
+                validate_first=validate and epoch == start,
             )
-        if folder is not None:
-            folder.append(row)
-            checkpoints.save(
-                _training_state(
-                    epoch, vae, svi, loss, generator, run_config, history, best_loss, bad_epochs
-                ),
-                folder.checkpoint,
-            )
-        if patience is not None and bad_epochs >= patience:
-            history.stopped_early = True
-            break
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "valid_loss": math.nan,
+                "seconds": time.perf_counter() - tic,
+            }
+            if valid is not None:
+                row["valid_loss"] = _mean_loss(valid_trainer, valid, batch_size)
+                if row["valid_loss"] < best_loss:
+                    best_loss, bad_epochs, history.best_epoch = row["valid_loss"], 0, epoch
+                    best_params = _params_snapshot(vae)
+                    if folder is not None:
+                        checkpoints.save(
+                            {"epoch": epoch, "params": best_params, "config": run_config},
+                            folder.best,
+                        )
+                else:
+                    bad_epochs += 1
+            history.rows.append(row)
+            if progress:
+                valid_text = f"  valid {row['valid_loss']:.3f}" if valid is not None else ""
+                tqdm.write(
+                    f"epoch {epoch}/{epochs}  train {row['train_loss']:.3f}{valid_text}  "
+                    f"({row['seconds']:.1f} s)",
+                    file=sys.stderr,
+                )
+            if folder is not None:
+                folder.append(row)
+                checkpoints.save(
+                    _training_state(
+                        epoch, vae, trainer, generator, run_config, history, best_loss, bad_epochs
+                    ),
+                    folder.checkpoint,
+                )
+            if patience is not None and bad_epochs >= patience:
+                history.stopped_early = True
+                break
     if best_params is not None and history.best_epoch != history.rows[-1]["epoch"]:
         _restore_params(vae, best_params)
     return history
@@ -431,8 +434,14 @@ def _check_inputs(
         )
 
 
+def _first_batch(data: torch.Tensor, batch_size: int, binarize: bool) -> torch.Tensor:
+    """A batch to create parameters from, drawn without touching any generator."""
+    batch = data[: min(batch_size, data.shape[0])]
+    return (batch > 0.5).to(batch.dtype) if binarize else batch
+
+
 def _train_epoch(
-    svi: pyro.infer.SVI,
+    trainer: Trainer,
     data: torch.Tensor,
     batch_size: int,
     *,
@@ -442,8 +451,12 @@ def _train_epoch(
     epochs: int,
     objective: str,
     progress: bool,
+    validate_first: bool = False,
 ) -> float:
-    """One pass over shuffled mini-batches; returns the mean loss per example."""
+    """One pass over shuffled mini-batches; returns the mean loss per example.
+
+    With ``validate_first``, the first step runs with Pyro's distribution checks on.
+    """
     total, seen = 0.0, 0
     # disable=None hides the bar when stderr is not a terminal (logs, CI).
     with tqdm(
@@ -455,31 +468,36 @@ def _train_epoch(
     ) as bar:
         batches = _batches(data, batch_size, generator=generator, binarize=binarize)
         for step, batch in enumerate(batches, start=1):
-            step_loss = svi.step(batch)
+            if validate_first and step == 1:
+                with pyro.validation_enabled(True):
+                    step_loss = trainer.loss_and_grads(batch)
+            else:
+                step_loss = trainer.loss_and_grads(batch)
             _check_finite(step_loss, epoch, step, objective)
+            trainer.apply()
             total += step_loss * batch.shape[0]
             seen += batch.shape[0]
-            bar.update()
-            bar.set_postfix(loss=f"{total / seen:.3f}")
+            if not bar.disable:
+                bar.update()
+                bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
     return total / seen
 
 
 def _training_state(
     epoch: int,
     vae: VAE | None,
-    svi: pyro.infer.SVI,
-    objective: pyro.infer.ELBO,
+    trainer: Trainer,
     generator: torch.Generator,
     config: dict[str, Any],
     history: History,
     best_loss: float,
     bad_epochs: int,
 ) -> dict[str, Any]:
-    objective_state = getattr(objective, "state_dict", None)
+    objective_state = getattr(trainer.objective, "state_dict", None)
     return {
         "epoch": epoch,
         "params": _params_snapshot(vae),
-        "optim_state": svi.optim.get_state(),
+        "optim_state": trainer.state_dict(),
         "objective_state": objective_state() if callable(objective_state) else {},
         "rng_state": checkpoints.get_rng_state(),
         "data_rng_state": generator.get_state(),
@@ -492,21 +510,18 @@ def _training_state(
 
 
 def _load_training_state(
-    state: dict[str, Any],
-    vae: VAE | None,
-    svi: pyro.infer.SVI,
-    objective: pyro.infer.ELBO,
-    model_fn: Callable[..., Any],
-    guide_fn: Callable[..., Any],
-    example: torch.Tensor,
+    state: dict[str, Any], vae: VAE | None, trainer: Trainer, example: torch.Tensor
 ) -> None:
+    """Restores parameters, optimizer and objective state into a prepared ``trainer``."""
     if vae is None:
         # Run the program once so that every pyro.param exists with its constraint,
         # then overwrite the values with the saved ones.
         with torch.no_grad(), poutine.block():
-            guide_fn(example)
-            model_fn(example)
+            trainer.guide(example)
+            trainer.model(example)
     _restore_params(vae, state["params"])
-    svi.optim.set_state(state["optim_state"])
+    trainer.prepare(example)
+    trainer.load_state_dict(state["optim_state"])
+    objective = trainer.objective
     if state.get("objective_state") and hasattr(objective, "load_state_dict"):
         objective.load_state_dict(state["objective_state"])

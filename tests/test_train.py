@@ -260,7 +260,7 @@ def test_every_objective_sees_the_same_batches():
 
         pv.fit(model, x, guide=small.guide, objective=objective, epochs=2,
                batch_size=10, binarize=True, seed=1, progress=False)  # fmt: skip
-        seen[objective] = batches
+        seen[objective] = batches[1:]  # the first call only creates the parameters
     assert len(seen["elbo"]) == len(seen["iwae:k=7"]) == 6
     for a, b in zip(seen["elbo"], seen["iwae:k=7"], strict=True):
         assert torch.equal(a, b)

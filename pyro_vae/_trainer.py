@@ -1,0 +1,161 @@
+"""One training step of stochastic variational inference, without Pyro's per-step overhead.
+
+A step is what ``pyro.infer.SVI.step`` does: the objective's ``loss_and_grads``
+on the model and guide, then an optimizer step on every parameter they use.
+Two things differ, and neither changes the maths:
+
+- one ``torch.optim.Adam`` holds every parameter, where ``pyro.optim.Adam``
+  keeps one Adam per parameter tensor and calls each in turn. Adam's update is
+  elementwise, so the trajectory is the same; the step makes one optimizer call
+  instead of one per tensor.
+- no handler wraps the programs: SVI traces every step to collect parameters,
+  which also stops :mod:`pyro_vae._fused` from evaluating a VAE without tracing.
+  The parameters of a VAE are known from the module; those of plain Pyro
+  programs are collected by a parameter-only trace, as SVI does.
+
+The loss is computed and checked before the update is applied (:meth:`Trainer.apply`),
+so a non-finite loss never reaches the parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyro
+import pyro.infer
+import pyro.poutine as poutine
+import torch
+from pyro.params.param_store import param_with_module_name
+
+from ._fused import PerExample
+from .vae import VAE
+
+__all__ = ["Trainer"]
+
+
+class Trainer:
+    """SVI steps with one ``torch.optim.Adam`` over the parameters the programs use.
+
+    Arguments:
+        model, guide: the Pyro programs; each step scales them by 1/B (:class:`PerExample`).
+        objective: a ``pyro.infer.ELBO``.
+        lr: Adam's learning rate.
+        vae: the VAE the programs belong to, whose parameters are then known up front
+            (``None`` for plain programs: their parameters are found as they appear).
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., Any],
+        guide: Callable[..., Any],
+        objective: pyro.infer.ELBO,
+        lr: float,
+        vae: VAE | None = None,
+    ) -> None:
+        self.model, self.guide = PerExample(model), PerExample(guide)
+        self.objective = objective
+        self.vae = vae
+        self.lr = lr
+        self.optimizer: torch.optim.Adam | None = None
+        self.names: list[str] = []
+        self._params: list[torch.Tensor] = []
+        self._known: set[int] = set()
+
+    def prepare(self, example: torch.Tensor) -> None:
+        """Finds the parameters and builds the optimizer; call once, before training.
+
+        Runs the programs without gradients on ``example`` (a batch) so that lazy
+        layers and ``pyro.param`` sites exist, then collects them. Plain programs
+        draw their latent sites once here.
+
+        Raises:
+            ValueError: the programs have no parameters to train.
+        """
+        with torch.no_grad(), poutine.block():
+            if self.vae is not None:
+                self.vae.decode(self.vae.encode(example).mean)  # materialises lazy layers
+                self.vae._register_params("prior", "likelihood", "encoder")
+                prefix = self.vae.param_prefix
+                self._add(
+                    (param_with_module_name(prefix, n), p) for n, p in self.vae.named_parameters()
+                )
+            else:
+                with poutine.trace(param_only=True) as capture:
+                    trace = poutine.trace(self.guide).get_trace(example)
+                    poutine.replay(self.model, trace=trace)(example)
+                self._add_from_trace(capture.trace)
+        if not self._params:
+            raise ValueError("the model and guide have no parameters to train")
+        self.optimizer = torch.optim.Adam(self._params, lr=self.lr)
+
+    def loss_and_grads(self, x: torch.Tensor) -> float:
+        """The loss on the batch ``x``, per example; leaves the gradients in ``.grad``."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.vae is not None:
+            return self.objective.loss_and_grads(self.model, self.guide, x)
+        with poutine.trace(param_only=True) as capture:
+            loss = self.objective.loss_and_grads(self.model, self.guide, x)
+        self._add_from_trace(capture.trace)
+        return loss
+
+    def apply(self) -> None:
+        """Applies the update of the gradients left by :meth:`loss_and_grads`."""
+        self.optimizer.step()
+
+    def loss(self, x: torch.Tensor) -> float:
+        """The loss on the batch ``x`` without gradients, per example."""
+        return self.objective.loss(self.model, self.guide, x)
+
+    def _add_from_trace(self, trace: Any) -> None:
+        store = pyro.get_param_store()
+        self._add(
+            (name, store._params[name])  # the unconstrained leaf tensor Adam updates
+            for name, site in trace.nodes.items()
+            if site["type"] == "param"
+        )
+
+    def _add(self, named: Any) -> None:
+        # Before prepare() ends this is the optimizer's list to be; after, the
+        # optimizer's own, so a parameter first used later is trained too.
+        params = self._params if self.optimizer is None else self.optimizer.param_groups[0]["params"]
+        for name, param in named:
+            if id(param) not in self._known and param.requires_grad:
+                self._known.add(id(param))
+                self.names.append(name)
+                params.append(param)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state with the parameter names it is keyed by (plain data)."""
+        return {"names": list(self.names), "adam": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`'s output, or the per-parameter state of ``pyro.optim``.
+
+        Raises:
+            ValueError: the saved parameters are not the ones this model uses.
+        """
+        if "names" not in state:
+            state = _from_pyro_optim(state, self.names, self.optimizer.state_dict())
+        if list(state["names"]) != self.names:
+            missing = sorted(set(self.names) ^ set(state["names"]))
+            raise ValueError(
+                "the checkpoint's optimizer state is for other parameters than the model's "
+                f"(differing: {', '.join(missing) or 'their order'})"
+            )
+        self.optimizer.load_state_dict(state["adam"])
+
+
+def _from_pyro_optim(
+    old: dict[str, Any], names: list[str], template: dict[str, Any]
+) -> dict[str, Any]:
+    """Converts ``pyro.optim.Adam``'s ``{name: per-tensor Adam state}`` (older checkpoints)."""
+    if set(old) != set(names):
+        missing = sorted(set(names) ^ set(old))
+        raise ValueError(
+            "the checkpoint's optimizer state is for other parameters than the model's "
+            f"(differing: {', '.join(missing)})"
+        )
+    state = {i: old[name]["state"][0] for i, name in enumerate(names) if old[name]["state"]}
+    groups = [dict(template["param_groups"][0], params=list(range(len(names))))]
+    return {"names": names, "adam": {"state": state, "param_groups": groups}}
