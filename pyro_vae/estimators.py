@@ -124,6 +124,13 @@ def _factorised(fn: Any) -> Any:
     return None
 
 
+def _name(fn: Any) -> str:
+    """A distribution's class name, looking through ``Independent`` to its base."""
+    while isinstance(fn, Independent):
+        fn = fn.base_dist
+    return type(fn).__name__
+
+
 def _reduce_groups(t: torch.Tensor, mask: Any, p: Particles) -> torch.Tensor:
     """``(*batch, G)`` per-dimension terms → ``(K, B, G)``, masked, other plates summed."""
     if isinstance(mask, torch.Tensor):
@@ -426,10 +433,7 @@ class AnalyticKLELBO(MonteCarloELBO):
                 )
                 return kl.expand(p.shape).unsqueeze(-1)
             except NotImplementedError:
-                reason = (
-                    f"torch has no closed form for KL({type(q_fn).__name__} ‖ "
-                    f"{type(p_fn).__name__})"
-                )
+                reason = f"torch has no closed form for KL({_name(q_fn)} ‖ {_name(p_fn)})"
         self._note_fallback(name, reason)
         return super()._latent_kl(p, name, groups)
 
@@ -447,8 +451,7 @@ class AnalyticKLELBO(MonteCarloELBO):
         except NotImplementedError:
             prior = d.vae.prior()
             self._note_fallback(
-                "z",
-                f"torch has no closed form for KL({type(d.q).__name__} ‖ {type(prior).__name__})",
+                "z", f"torch has no closed form for KL({_name(d.q)} ‖ {_name(prior)})"
             )
             return super()._fused_kl(d)
 

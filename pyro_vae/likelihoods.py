@@ -82,7 +82,8 @@ class Likelihood(nn.Module, ABC):
         Returns:
             a tensor of shape ``(*batch)``, equal to ``self(z).log_prob(x)``.
         """
-        return self(z).log_prob(x)
+        params = self._params(z, x)
+        return self.distribution(params).to_event(params.dim() - (z.dim() - 1)).log_prob(x)
 
 
 class Bernoulli(Likelihood):

@@ -14,6 +14,8 @@ import torch
 from conftest import binary_data, small_vae
 
 import pyro_vae as pv
+from pyro_vae._fused import PerExample
+from pyro_vae._trainer import Trainer
 from pyro_vae.linear_gaussian import LinearGaussian
 
 
@@ -166,6 +168,7 @@ def test_a_non_finite_loss_stops_training_with_the_step_named():
         FloatingPointError, match="loss of analytic-kl became inf at epoch 1, step 1"
     ):
         pv.fit(model, torch.ones(4, 2), guide=_empty_guide, epochs=1, progress=False)
+    assert torch.equal(pyro.param("b").detach(), torch.zeros(2)), "the bad step was applied"
 
 
 @pytest.mark.parametrize(
@@ -264,3 +267,91 @@ def test_every_objective_sees_the_same_batches():
     assert len(seen["elbo"]) == len(seen["iwae:k=7"]) == 6
     for a, b in zip(seen["elbo"], seen["iwae:k=7"], strict=True):
         assert torch.equal(a, b)
+
+
+def test_fit_takes_the_steps_of_svi_with_pyro_optim_adam():
+    """One torch Adam over all parameters is pyro.optim.Adam's per-tensor Adam, step for step."""
+    x, steps = binary_data(16), 6
+    pyro.set_rng_seed(0)
+    fitted = small_vae()
+    reference = small_vae()
+    reference.load_state_dict(fitted.state_dict())
+    pv.fit(fitted, x, epochs=steps, batch_size=16, seed=4, lr=0.01, progress=False)
+
+    pyro.set_rng_seed(4)
+    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+    svi = pyro.infer.SVI(
+        PerExample(reference.model),
+        PerExample(reference.guide),
+        pyro.optim.Adam({"lr": 0.01}),
+        pv.objectives.make(),
+    )
+    for _ in range(steps):
+        svi.step(x[torch.randperm(16, generator=generator)])
+    for (name, a), b in zip(
+        fitted.state_dict().items(), reference.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_an_older_checkpoint_s_per_parameter_adam_state_is_converted():
+    vae, x = small_vae(), binary_data(8)
+    svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 0.01}), pv.objectives.make())
+    svi.step(x)
+    svi.step(x)
+    trainer = Trainer(vae.model, vae.guide, pv.objectives.make(), lr=0.01, vae=vae)
+    trainer.prepare(x)
+    trainer.load_state_dict(svi.optim.get_state())
+    store = pyro.get_param_store()
+    for name, param in zip(trainer.names, trainer.optimizer.param_groups[0]["params"], strict=True):
+        saved = svi.optim.optim_objs[store._params[name]].state_dict()["state"][0]
+        torch.testing.assert_close(trainer.optimizer.state[param]["exp_avg"], saved["exp_avg"])
+        assert trainer.optimizer.state[param]["step"] == 2
+
+
+def test_optimizer_state_for_other_parameters_is_refused():
+    vae, x = small_vae(), binary_data(8)
+    trainer = Trainer(vae.model, vae.guide, pv.objectives.make(), lr=0.01, vae=vae)
+    trainer.prepare(x)
+    state = trainer.state_dict()
+    state["names"] = state["names"][:-1] + ["vae$$$other"]
+    with pytest.raises(ValueError, match="other parameters than the model's.*vae\\$\\$\\$other"):
+        trainer.load_state_dict(state)
+
+
+def test_programs_without_parameters_are_refused():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1), obs=x)
+
+    with pytest.raises(ValueError, match="no parameters to train"):
+        pv.fit(model, torch.ones(4, 2), guide=_empty_guide, epochs=1, progress=False)
+
+
+def test_a_parameter_first_used_later_is_trained_too():
+    calls = []
+
+    def model(x):
+        calls.append(1)
+        b = pyro.param("b", torch.zeros(2))
+        loc = b + pyro.param("late", torch.zeros(2)) if len(calls) > 3 else b
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(loc, 1.0).to_event(1), obs=x)
+
+    pv.fit(model, torch.ones(8, 2), guide=_empty_guide, objective="elbo", epochs=3,
+           batch_size=2, lr=0.1, progress=False)  # fmt: skip
+    assert (pyro.param("late").detach() > 0).all()
+
+
+def test_the_first_step_runs_with_pyro_s_distribution_checks():
+    calls = []
+
+    def model(x):
+        calls.append(1)  # call 1 creates the parameters; call 2 is the first step
+        scale = pyro.param("scale", torch.ones(2)) * (-1 if len(calls) == 2 else 1)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(0.0, scale).to_event(1), obs=x)
+
+    with pytest.raises(ValueError, match="scale"):
+        pv.fit(model, torch.ones(4, 2), guide=_empty_guide, epochs=1, progress=False)
+    assert pyro.distributions.is_validation_enabled()  # restored after training

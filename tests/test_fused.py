@@ -1,0 +1,214 @@
+"""The fused path gives the traced path's numbers, and runs only where it may."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import pytest
+import torch
+from conftest import binary_data, small_vae
+
+import pyro_vae as pv
+from pyro_vae import _fused, evaluate, objectives
+from pyro_vae.guides import Guide
+
+SPECS = [
+    "elbo",
+    "analytic-kl",
+    "score-function:k=3",
+    "stl",
+    "stl:k=3,bound=iwae",
+    "iwae:k=5",
+    "renyi:k=4,alpha=0.3",
+    "iwae-dreg:k=5",
+    "iwae-dreg:k=4,beta=0.5",
+    "elbo:k=2,beta=0.3",
+    "analytic-kl:k=2,warmup_steps=10",
+]
+LIKELIHOODS = ["bernoulli", "gaussian", "continuous-bernoulli"]
+
+
+def _vae(likelihood: str) -> pv.VAE:
+    torch.manual_seed(1)
+    vae = small_vae(likelihood=likelihood).double()
+    if likelihood == "gaussian":  # a learned scale, so its gradient is compared too
+        vae.likelihood = pv.likelihoods.Gaussian(vae.likelihood.net, scale=0.7, learn_scale=True)
+        vae.double()
+    return vae
+
+
+def _traced(fn):
+    """The same program behind a function the fused path does not recognise."""
+    return lambda x: fn(x)
+
+
+def _loss_and_grads(objective, model, guide, vae, x, seed=3):
+    pyro.set_rng_seed(seed)
+    loss = objective.differentiable_loss(model, guide, x)
+    grads = torch.autograd.grad(loss, list(vae.parameters()), allow_unused=True)
+    return loss.detach(), grads
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("per_example", [False, True])
+def test_every_estimator_matches_the_traced_path(spec, likelihood, per_example):
+    vae, x = _vae(likelihood), binary_data(7).double()
+    wrap = _fused.PerExample if per_example else (lambda f: f)
+    model, guide = wrap(vae.model), wrap(vae.guide)
+    assert _fused.match(model, guide, (x,), {}) == (vae, 1 / 7 if per_example else 1.0)
+    objective = objectives.parse(spec).make()
+    objective.step = 4  # mid warm-up where the spec has one
+    fused = _loss_and_grads(objective, model, guide, vae, x)
+    traced = _loss_and_grads(objective, _traced(model), _traced(guide), vae, x)
+    torch.testing.assert_close(fused[0], traced[0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(fused[1], traced[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    pyro.set_rng_seed(5)
+    fused_value = objective.loss(model, guide, x)
+    pyro.set_rng_seed(5)
+    assert objective.loss(_traced(model), _traced(guide), x) == pytest.approx(
+        fused_value, rel=1e-12
+    )
+
+
+def test_the_fused_path_runs_only_for_a_vae_s_own_programs():
+    vae, other, x = small_vae(), small_vae(), binary_data(4)
+    assert _fused.match(vae.model, vae.guide, (x,), {}) == (vae, 1.0)
+    assert _fused.match(vae.model, other.guide, (x,), {}) is None
+    assert _fused.match(_traced(vae.model), vae.guide, (x,), {}) is None
+    assert _fused.match(vae.model, vae.guide, (x, 1), {}) is None
+    assert _fused.match(vae.model, vae.guide, (x,), {"k": 1}) is None
+    assert _fused.match(_fused.PerExample(vae.model), vae.guide, (x,), {}) is None
+    with poutine.scale(scale=2.0):  # any active handler changes the program's meaning
+        assert _fused.match(vae.model, vae.guide, (x,), {}) is None
+
+    class Overridden(pv.VAE):
+        def model(self, x):
+            return super().model(x)
+
+    sub = Overridden(vae.prior, vae.likelihood, vae.encoder)
+    assert _fused.match(sub.model, sub.guide, (x,), {}) is None
+
+
+def test_a_handler_around_the_loss_is_honoured():
+    """Inside poutine.scale the traced path runs, so the scale applies as Pyro defines it."""
+    vae, x = small_vae(), binary_data(6)
+    objective = objectives.make("elbo")
+    pyro.set_rng_seed(0)
+    plain = objective.loss(vae.model, vae.guide, x)
+    pyro.set_rng_seed(0)
+    with poutine.scale(scale=0.5):
+        halved = objective.loss(vae.model, vae.guide, x)
+    assert halved == pytest.approx(0.5 * plain, rel=1e-5)
+
+
+class _SharedGuide(Guide):
+    """A guide whose distribution has no batch dimension: Pyro's plate broadcasts it."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__(torch.nn.Identity(), latent_dim)
+        self.loc = torch.nn.Parameter(torch.zeros(latent_dim))
+
+    def forward(self, x):
+        return dist.Normal(self.loc, 1.0).to_event(1)
+
+
+def test_a_guide_the_fused_path_cannot_shape_falls_back_to_tracing():
+    vae, x = small_vae(), binary_data(5)
+    vae.encoder = _SharedGuide(vae.latent_dim)
+    assert _fused.draw(vae, 1.0, x, 2) is None
+    objective = objectives.make("iwae", 3)
+    fused = _loss_and_grads(objective, vae.model, vae.guide, vae, x)
+    traced = _loss_and_grads(objective, _traced(vae.model), _traced(vae.guide), vae, x)
+    torch.testing.assert_close(fused[0], traced[0])
+
+
+class _StudentTPrior(pv.priors.Prior):
+    def forward(self):
+        return dist.StudentT(3.0, torch.zeros(self.latent_dim), 1.0).to_event(1)
+
+
+def test_analytic_kl_without_a_closed_form_falls_back_with_a_warning():
+    vae, x = small_vae().double(), binary_data(5).double()
+    vae.prior = _StudentTPrior(vae.latent_dim).double()
+    objective = objectives.make("analytic-kl")
+    with pytest.warns(UserWarning, match="estimated by Monte Carlo.*StudentT"):
+        fused = _loss_and_grads(objective, vae.model, vae.guide, vae, x)
+    reference = _loss_and_grads(objectives.make("elbo"), vae.model, vae.guide, vae, x)
+    torch.testing.assert_close(fused[0], reference[0])
+
+
+class _NoRsampleGuide(Guide):
+    def __init__(self, latent_dim):
+        super().__init__(torch.nn.Linear(12, latent_dim), latent_dim)
+
+    def forward(self, x):
+        return dist.Bernoulli(logits=self.net(x)).to_event(1)
+
+
+def test_a_guide_without_rsample_is_refused_by_name():
+    vae, x = small_vae(), binary_data(5)
+    vae.encoder = _NoRsampleGuide(vae.latent_dim)
+    with pytest.raises(ValueError, match="'iwae' differentiates through.*use 'score-function'"):
+        objectives.make("iwae", 2).differentiable_loss(vae.model, vae.guide, x)
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+def test_likelihood_log_prob_equals_the_distribution_s(likelihood):
+    vae = _vae(likelihood)
+    x = binary_data(6).double()
+    x = x if likelihood == "bernoulli" else x * 0.8 + 0.1
+    z = torch.randn(3, 6, vae.latent_dim, dtype=torch.float64)
+    torch.testing.assert_close(
+        vae.likelihood.log_prob(x, z), vae.likelihood(z).log_prob(x), rtol=1e-12, atol=1e-12
+    )
+    with pytest.raises(ValueError, match=r"x has shape \(6, 5\).*event shape is \(12,\)"):
+        vae.likelihood.log_prob(x[:, :5], z)
+
+
+def test_standard_normal_prior_formulas_equal_torch_s():
+    prior = pv.priors.StandardNormal(4).double()
+    z = torch.randn(3, 5, 4, dtype=torch.float64)
+    torch.testing.assert_close(prior.log_prob(z), prior().log_prob(z), rtol=1e-12, atol=1e-12)
+    q = dist.Normal(torch.randn(5, 4, dtype=torch.float64), torch.rand(5, 4).double() + 0.1)
+    q = q.to_event(1)
+    expected = torch.distributions.kl_divergence(q, prior())
+    torch.testing.assert_close(prior.kl_from(q), expected, rtol=1e-12, atol=1e-12)
+    student = dist.StudentT(3.0, torch.zeros(5, 4), 1.0).to_event(1)
+    with pytest.raises(NotImplementedError):
+        prior.kl_from(student)
+
+
+def test_fused_evaluation_matches_the_traced_path_chunk_for_chunk():
+    vae, x = _vae("bernoulli"), binary_data(9).double()
+    results = []
+    for model, guide in ((vae.model, vae.guide), (_traced(vae.model), _traced(vae.guide))):
+        pyro.set_rng_seed(0)
+        log_w = evaluate.log_weights(model, guide, x, 23, batch_size=4, max_rows=10)
+        pyro.set_rng_seed(0)
+        log_px, stderr = evaluate.log_likelihood(
+            model, guide, x, 23, batch_size=4, max_rows=10, return_stderr=True
+        )
+        results.append((log_w, log_px, stderr))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    log_w, log_px, stderr = results[0]
+    # The streamed estimate and its error equal the ones from the full (K, N) weights.
+    torch.testing.assert_close(log_px, torch.logsumexp(log_w, 0) - math.log(23))
+    normalised = torch.softmax(log_w, 0)
+    torch.testing.assert_close(stderr, ((23 * normalised.pow(2).sum(0) - 1) / 22).sqrt())
+
+
+def test_evaluation_never_runs_more_rows_than_max_rows():
+    vae, x = small_vae(), binary_data(10)
+    seen = []
+    net = vae.likelihood.net
+    vae.likelihood.net = torch.nn.Sequential(net)
+    vae.likelihood.net.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[:-1].numel()))
+    evaluate.log_likelihood(vae.model, vae.guide, x, 50, max_rows=64)
+    assert seen and max(seen) <= 64
+    assert sum(seen) == 50 * 10
