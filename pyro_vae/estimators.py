@@ -357,13 +357,19 @@ class MonteCarloELBO(ParticleELBO):
         return self.schedule.free_bits == 0  # per-dimension KL terms run through the trace
 
     def _fused_kl(self, d: _fused.Draw) -> torch.Tensor:
-        """The KL term per particle and example, ``(K, B)`` (or ``(B,)`` in closed form)."""
-        return d.log_q() - d.log_prior()
+        """The KL term per example, averaged over particles: ``(B,)``."""
+        return _particle_mean(d.log_q() - d.log_prior())
 
     def _fused_objective(self, d, beta, grad):
-        per_example = d.log_likelihood().mean(0) - beta * self._fused_kl(d).mean(0)
-        bound = d.scale * per_example.sum()
+        kl = self._fused_kl(d)
+        per_example = _particle_mean(d.log_likelihood()) - (kl if beta == 1 else beta * kl)
+        bound = per_example.sum() * d.scale
         return (bound if grad else None), bound
+
+
+def _particle_mean(t: torch.Tensor) -> torch.Tensor:
+    """``(K, B) -> (B,)``; with one particle a view, not a reduction (a small step's time)."""
+    return t[0] if t.shape[0] == 1 else t.mean(0)
 
 
 def _unsqueeze(scale: Any) -> Any:
@@ -447,7 +453,7 @@ class AnalyticKLELBO(MonteCarloELBO):
 
     def _fused_kl(self, d: _fused.Draw) -> torch.Tensor:
         try:
-            return d.kl().unsqueeze(0)
+            return d.kl()
         except NotImplementedError:
             prior = d.vae.prior()
             self._note_fallback(
@@ -507,7 +513,7 @@ class STL(MonteCarloELBO):
         return self.schedule.free_bits == 0
 
     def _fused_kl(self, d: _fused.Draw) -> torch.Tensor:
-        return d.log_q(path=True) - d.log_prior()
+        return _particle_mean(d.log_q(path=True) - d.log_prior())
 
     def _fused_objective(self, d, beta, grad):
         if self.bound == "elbo":

@@ -104,8 +104,8 @@ class Bernoulli(Likelihood):
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         logits = self._params(z, x)
-        log_p = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
-        return log_p.flatten(z.dim() - 1).sum(-1)
+        nll = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+        return -nll.flatten(z.dim() - 1).sum(-1)  # negated after the sum: one pass fewer
 
 
 class ContinuousBernoulli(Likelihood):
