@@ -96,9 +96,7 @@ def memory_child(args: argparse.Namespace) -> None:
     test = pv.data.load(dataset, "test", root=args.data_dir, binarize="static")
     test = test[: args.memory_examples]
     before = _reset_peak()
-    pv.evaluate.log_likelihood(
-        vae.model, vae.guide, test, args.num_samples, max_rows=args.max_rows
-    )
+    pv.evaluate.log_likelihood(vae.model, vae.guide, test, args.num_samples, max_rows=args.max_rows)
     print((_status_kb("VmHWM") - before) / 1024)
 
 

@@ -118,7 +118,8 @@ class Trainer:
     def _add(self, named: Any) -> None:
         # Before prepare() ends this is the optimizer's list to be; after, the
         # optimizer's own, so a parameter first used later is trained too.
-        params = self._params if self.optimizer is None else self.optimizer.param_groups[0]["params"]
+        group = self.optimizer.param_groups[0] if self.optimizer is not None else None
+        params = self._params if group is None else group["params"]
         for name, param in named:
             if id(param) not in self._known and param.requires_grad:
                 self._known.add(id(param))

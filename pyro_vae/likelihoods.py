@@ -22,6 +22,8 @@ from torch import nn
 from torch.distributions import constraints
 from torch.nn import functional as F
 
+from ._normal import HALF_LOG_2PI
+
 __all__ = ["Likelihood", "Bernoulli", "ContinuousBernoulli", "Gaussian"]
 
 
@@ -126,9 +128,6 @@ class ContinuousBernoulli(Likelihood):
         return dist.ContinuousBernoulli(logits=params)
 
 
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
 def _inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
@@ -182,7 +181,7 @@ class Gaussian(Likelihood):
         scale = self.scale.to(loc.dtype)
         squares = (x - loc).pow(2).flatten(z.dim() - 1).sum(-1)
         size = math.prod(loc.shape[z.dim() - 1 :])
-        return -squares / (2 * scale.pow(2)) - size * (scale.log() + _HALF_LOG_2PI)
+        return -squares / (2 * scale.pow(2)) - size * (scale.log() + HALF_LOG_2PI)
 
     def extra_repr(self) -> str:
         return f"learn_scale={self.learn_scale}"

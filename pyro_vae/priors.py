@@ -12,17 +12,16 @@ directly (the fused training path of :mod:`pyro_vae._fused` uses them).
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 
 import pyro.distributions as dist
 import torch
 from torch import nn
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import kl_divergence
+
+from ._normal import HALF_LOG_2PI, diagonal_normal
 
 __all__ = ["Prior", "StandardNormal"]
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class Prior(nn.Module, ABC):
@@ -45,7 +44,10 @@ class Prior(nn.Module, ABC):
         return self().log_prob(z)
 
     def kl_from(self, q: dist.TorchDistribution) -> torch.Tensor:
-        """KL(q ‖ p) in closed form for q with event shape ``(latent_dim,)``: shape ``q.batch_shape``.
+        """KL(q ‖ p) in closed form, for q with event shape ``(latent_dim,)``.
+
+        Returns:
+            a tensor of shape ``q.batch_shape``.
 
         Raises:
             NotImplementedError: torch registers no closed form for the pair.
@@ -75,12 +77,12 @@ class StandardNormal(Prior):
         return dist.Normal(self.loc, self.scale).to_event(1)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return -0.5 * z.pow(2).sum(-1) - self.latent_dim * _HALF_LOG_2PI
+        return -0.5 * z.pow(2).sum(-1) - self.latent_dim * HALF_LOG_2PI
 
     def kl_from(self, q: dist.TorchDistribution) -> torch.Tensor:
         """KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_d (μ_d² + σ_d² - 1) - Σ_d log σ_d."""
-        base = q.base_dist if isinstance(q, Independent) else None
-        if type(base) not in (Normal, dist.Normal) or q.reinterpreted_batch_ndims != 1:
+        base = diagonal_normal(q)
+        if base is None:
             return super().kl_from(q)
         loc, scale = base.loc, base.scale
         return 0.5 * (loc.pow(2) + scale.pow(2) - 1).sum(-1) - scale.log().sum(-1)

@@ -322,7 +322,7 @@ def fit(
     best_loss, best_params, bad_epochs, start = math.inf, None, 0, 1
     if resume:
         state = checkpoints.load(folder.checkpoint, map_location=device)
-        _load_training_state(state, vae, trainer, data[: min(batch_size, len(data))])
+        _load_training_state(state, vae, trainer, _first_batch(data, batch_size, binarize))
         if "data_rng_state" in state:
             generator.set_state(state["data_rng_state"].cpu())
         else:

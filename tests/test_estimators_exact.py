@@ -44,9 +44,9 @@ import torch
 from torch import nn
 
 from pyro_vae import _particles, estimators, objectives
+from pyro_vae._fused import PerExample as _per_example
 from pyro_vae.guides import Guide
 from pyro_vae.linear_gaussian import LinearGaussian
-from pyro_vae._fused import PerExample as _per_example
 
 F64 = torch.float64
 D, LATENT, SIGMA, N = 3, 2, 0.5, 3  # data dim, latent dim, noise σ, examples
