@@ -78,9 +78,8 @@ class PlainTorch:
         if self.estimator == "analytic-kl":
             z = loc + scale * torch.randn_like(loc)
             logits = decoder(z)
-            reconstruction = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(
-                -1
-            )
+            nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+            reconstruction = -nll.sum(-1)
             kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1).sum(-1) - scale.log().sum(-1)
             return (kl - reconstruction).mean()
         eps = torch.randn((self.k,) + loc.shape)
@@ -96,9 +95,8 @@ class PlainTorch:
             return -(torch.logsumexp(log_w, 0) - math.log(self.k)).mean()
         # DReG: log q at cut parameters, and w̃ on z's gradient (w̃² for the encoder in all).
         loc_cut, scale_cut = loc.detach(), scale.detach()
-        log_qz = (-0.5 * ((z - loc_cut) / scale_cut).pow(2) - scale_cut.log() - _HALF_LOG_2PI).sum(
-            -1
-        )
+        squares = ((z - loc_cut) / scale_cut).pow(2)
+        log_qz = (-0.5 * squares - scale_cut.log() - _HALF_LOG_2PI).sum(-1)
         log_w = log_px_z + log_pz - log_qz
         weights = torch.softmax(log_w.detach(), 0)
         z.register_hook(lambda g: g * weights.unsqueeze(-1))
