@@ -75,6 +75,15 @@ def test_every_estimator_matches_the_traced_path(spec, likelihood, per_example):
     )
 
 
+def test_the_fused_draw_is_the_guide_s_own_rsample():
+    vae, x = small_vae(), binary_data(6)
+    torch.manual_seed(2)
+    d = _fused.draw(vae, 1.0, x, 3)
+    torch.manual_seed(2)
+    expected = vae.encoder(x).rsample((3,))
+    assert d.noise is not None and torch.equal(d.z, expected)
+
+
 def test_the_fused_path_runs_only_for_a_vae_s_own_programs():
     vae, other, x = small_vae(), small_vae(), binary_data(4)
     assert _fused.match(vae.model, vae.guide, (x,), {}) == (vae, 1.0)
@@ -125,6 +134,30 @@ def test_a_guide_the_fused_path_cannot_shape_falls_back_to_tracing():
     fused = _loss_and_grads(objective, vae.model, vae.guide, vae, x)
     traced = _loss_and_grads(objective, _traced(vae.model), _traced(vae.guide), vae, x)
     torch.testing.assert_close(fused[0], traced[0])
+
+
+class _FullCovarianceGuide(Guide):
+    """A correlated Gaussian q(z|x): not diagonal, so the fused draw uses q.rsample."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__(torch.nn.Linear(12, latent_dim), latent_dim)
+        self.tril = torch.nn.Parameter(torch.eye(latent_dim) + 0.1 * torch.ones(latent_dim).tril())
+
+    def forward(self, x):
+        return dist.MultivariateNormal(self.net(x), scale_tril=self.tril.tril())
+
+
+@pytest.mark.parametrize("spec", ["elbo", "iwae:k=4", "stl", "iwae-dreg:k=4"])
+def test_a_guide_that_is_not_diagonal_matches_the_traced_path_too(spec):
+    vae, x = small_vae().double(), binary_data(5).double()
+    vae.encoder = _FullCovarianceGuide(vae.latent_dim).double()
+    assert _fused.draw(vae, 1.0, x, 2).noise is None
+    objective = objectives.parse(spec).make()
+    fused = _loss_and_grads(objective, vae.model, vae.guide, vae, x)
+    traced = _loss_and_grads(objective, _traced(vae.model), _traced(vae.guide), vae, x)
+    torch.testing.assert_close(fused[0], traced[0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(fused[1], traced[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 class _StudentTPrior(pv.priors.Prior):
