@@ -38,9 +38,9 @@ __all__ = [
 ModelFn = Callable[..., object]
 
 # Rows (particles × examples) evaluated at once. It bounds memory (about 90 MB
-# for an MNIST MLP) and keeps the decoder's activations near the CPU's caches:
-# on 2 cores, 784-400-50, chunks of 4096-8192 rows ran 1.3-1.5x faster than 32768
-# (bench/eval_speed.py). On a GPU, larger chunks pay: pass max_rows=65536 or more.
+# for the 784-400-50 MLP, bench/eval_speed.py) and keeps the decoder's activations
+# near the CPU's caches: on 2 cores, chunks of 4096-8192 rows ran 1.3-1.5x faster
+# than 32768 (1000 images, K = 500). On a GPU larger chunks pay: raise max_rows.
 _DEFAULT_MAX_ROWS = 8192
 
 

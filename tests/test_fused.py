@@ -141,7 +141,9 @@ class _FullCovarianceGuide(Guide):
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__(torch.nn.Linear(12, latent_dim), latent_dim)
-        self.tril = torch.nn.Parameter(torch.eye(latent_dim) + 0.1 * torch.ones(latent_dim).tril())
+        self.tril = torch.nn.Parameter(
+            torch.eye(latent_dim) + 0.1 * torch.ones(latent_dim, latent_dim).tril()
+        )
 
     def forward(self, x):
         return dist.MultivariateNormal(self.net(x), scale_tril=self.tril.tril())
