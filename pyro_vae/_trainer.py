@@ -138,6 +138,10 @@ class Trainer:
         """
         if "names" not in state:
             state = _from_pyro_optim(state, self.names, self.optimizer.state_dict())
+        if self.vae is None:
+            # Parameters a program first used after the start are in the store, not yet here.
+            store = pyro.get_param_store()
+            self._add((name, store._params[name]) for name in state["names"] if name in store)
         if list(state["names"]) != self.names:
             missing = sorted(set(self.names) ^ set(state["names"]))
             raise ValueError(

@@ -328,7 +328,7 @@ def test_programs_without_parameters_are_refused():
         pv.fit(model, torch.ones(4, 2), guide=_empty_guide, epochs=1, progress=False)
 
 
-def test_a_parameter_first_used_later_is_trained_too():
+def test_a_parameter_first_used_later_is_trained_too(tmp_path):
     calls = []
 
     def model(x):
@@ -338,9 +338,13 @@ def test_a_parameter_first_used_later_is_trained_too():
         with pyro.plate("data", x.shape[0]):
             pyro.sample("x", dist.Normal(loc, 1.0).to_event(1), obs=x)
 
-    pv.fit(model, torch.ones(8, 2), guide=_empty_guide, objective="elbo", epochs=3,
-           batch_size=2, lr=0.1, progress=False)  # fmt: skip
-    assert (pyro.param("late").detach() > 0).all()
+    kwargs = dict(guide=_empty_guide, objective="elbo", batch_size=2, lr=0.1, progress=False)
+    pv.fit(model, torch.ones(8, 2), epochs=3, out=tmp_path, **kwargs)
+    late = pyro.param("late").detach().clone()
+    assert (late > 0).all()
+    calls.clear()  # as in a new process: "late" is not used again until the fourth call
+    pv.fit(model, torch.ones(8, 2), epochs=4, out=tmp_path, resume=True, **kwargs)
+    assert not torch.equal(pyro.param("late").detach(), late)  # resumed, and still trained
 
 
 def test_the_first_step_runs_with_pyro_s_distribution_checks():
