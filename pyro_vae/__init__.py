@@ -21,10 +21,11 @@ from . import (
 )
 from .compare import Comparison, compare
 from .train import History, fit
-from .vae import VAE
+from .vae import VAE, HierarchicalVAE
 
 __all__ = [
     "VAE",
+    "HierarchicalVAE",
     "History",
     "fit",
     "compare",

@@ -11,7 +11,7 @@ from .compare import DEFAULT_OBJECTIVES
 
 __all__ = ["make_parser", "LIKELIHOODS", "NETS", "BINARIZE"]
 
-LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "laplace", "discretized-logistic")
 NETS = ("mlp", "conv")
 BINARIZE = ("dynamic", "static", "none")
 
@@ -129,9 +129,23 @@ def _add_model(
         "--scale",
         type=_positive_float,
         default=0.1,
-        help="σ of the gaussian likelihood, initial value if learned (default: 0.1)",
+        help="scale of the gaussian, laplace or discretized-logistic likelihood, "
+        "initial value if learned (default: 0.1)",
     )
-    p.add_argument("--learn-scale", action="store_true", help="learn σ of the gaussian likelihood")
+    p.add_argument("--learn-scale", action="store_true", help="learn the likelihood's scale")
+    p.add_argument(
+        "--num-flows",
+        type=_positive_int,
+        default=2,
+        help="steps of the iaf and coupling guides and of the flow prior (default: 2)",
+    )
+    p.add_argument(
+        "--components",
+        type=_positive_int,
+        default=None,
+        help="components of the mixture prior (default: 10) or pseudo-inputs of the "
+        "vamp prior (default: 500)",
+    )
     p.add_argument(
         "--net", default="mlp", choices=NETS, help="encoder/decoder networks (default: mlp)"
     )

@@ -196,7 +196,9 @@ def draw(
     if q is None:
         return None
     if not reparameterized:
-        return Draw(vae=vae, x=x, q=q, z=q.sample((num_particles,)), scale=scale)
+        # A copy, so a flow's log_prob recomputes (with gradients) what sample() cached.
+        z = q.sample((num_particles,)).clone()
+        return Draw(vae=vae, x=x, q=q, z=z, scale=scale)
     if not q.has_rsample:
         raise ValueError(
             f"{objective} differentiates through the sample of site 'z', but "

@@ -36,7 +36,9 @@ class _DetachedSamples(Messenger):
 
     def _pyro_sample(self, msg: dict[str, Any]) -> None:
         if not msg["is_observed"] and msg["value"] is None:
-            msg["value"] = msg["fn"].sample()
+            # A copy: a flow caches the base draw behind the tensor ``sample()`` returns,
+            # computed without gradients, and its log_prob would reuse it and lose ∂/∂φ.
+            msg["value"] = msg["fn"].sample().clone()
 
 
 def _data_dim(site: dict[str, Any], program: str) -> int:

@@ -29,6 +29,7 @@ import torch
 from pyro.params.param_store import param_with_module_name
 
 from ._fused import PerExample
+from .guides import location
 from .vae import VAE
 
 __all__ = ["Trainer"]
@@ -74,7 +75,7 @@ class Trainer:
         """
         with torch.no_grad(), poutine.block():
             if self.vae is not None:
-                self.vae.decode(self.vae.encode(example).mean)  # materialises lazy layers
+                self.vae.decode(location(self.vae.encode(example)))  # materialises lazy layers
                 self.vae._register_params("prior", "likelihood", "encoder")
                 prefix = self.vae.param_prefix
                 self._add(

@@ -14,7 +14,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,8 @@ from .vae import VAE
 
 __all__ = ["main", "build_vae"]
 
-PRIORS: dict[str, Callable[..., priors.Prior]] = {"standard-normal": priors.StandardNormal}
-GUIDES = {"diagonal-normal": guides.DiagonalNormal}
+PRIORS = ("standard-normal", "learned-normal", "mixture", "vamp", "flow")
+GUIDES = ("diagonal-normal", "full-normal", "iaf", "coupling")
 # What `train` saves in a run's config, and `evaluate` and `sample` rebuild the model from.
 RUN_KEYS = (
     "dataset",
@@ -55,9 +55,39 @@ def _likelihood(config: dict[str, Any], net: nn.Module) -> likelihoods.Likelihoo
         return likelihoods.Bernoulli(net)
     if name == "continuous-bernoulli":
         return likelihoods.ContinuousBernoulli(net)
+    scale = {"scale": config["scale"], "learn_scale": config["learn_scale"]}
     if name == "gaussian":
-        return likelihoods.Gaussian(net, scale=config["scale"], learn_scale=config["learn_scale"])
+        return likelihoods.Gaussian(net, **scale)
+    if name == "laplace":
+        return likelihoods.Laplace(net, **scale)
+    if name == "discretized-logistic":
+        levels = data.info(config["dataset"]).num_levels
+        return likelihoods.DiscretizedLogistic(net, num_bins=levels, **scale)
     raise ValueError(f"unknown likelihood {name!r}; choose one of: {', '.join(LIKELIHOODS)}")
+
+
+def _guide(config: dict[str, Any], net: nn.Module, latent: int) -> guides.Guide:
+    name, flows = config["guide"], int(config.get("num_flows", 2))
+    if name == "diagonal-normal":
+        return guides.DiagonalNormal(net, latent)
+    if name == "full-normal":
+        return guides.FullCovarianceNormal(net, latent)
+    if name == "iaf":
+        return guides.InverseAutoregressiveFlow(net, latent, num_flows=flows)
+    return guides.AffineCouplingFlow(net, latent, num_flows=flows)
+
+
+def _prior(config: dict[str, Any], guide: guides.Guide, latent: int) -> priors.Prior:
+    name, components = config["prior"], config.get("components")
+    if name == "standard-normal":
+        return priors.StandardNormal(latent)
+    if name == "learned-normal":
+        return priors.LearnedNormal(latent)
+    if name == "mixture":
+        return priors.MixtureOfGaussians(latent, num_components=int(components or 10))
+    if name == "vamp":
+        return priors.VampPrior(guide, num_pseudo_inputs=int(components or 500))
+    return priors.FlowPrior(latent, num_flows=int(config.get("num_flows", 2)))
 
 
 def _choose(kind: str, name: str, choices: Sequence[str]) -> str:
@@ -71,10 +101,12 @@ def build_vae(config: dict[str, Any]) -> VAE:
 
     Keys: ``image_shape`` (C, H, W), ``prior``, ``guide``, ``likelihood``, ``net``
     (``mlp`` or ``conv``), ``hidden`` (MLP widths), ``latent_dim``, and for the
-    Gaussian likelihood ``scale`` and ``learn_scale``.
+    Gaussian, Laplace and discretized-logistic likelihoods ``scale`` and ``learn_scale``;
+    optionally ``num_flows`` (flow guides and prior, default 2) and ``components``
+    (mixture components, default 10, or VampPrior pseudo-inputs, default 500).
     """
-    prior_cls = PRIORS[_choose("prior", config["prior"], tuple(PRIORS))]
-    guide_cls = GUIDES[_choose("guide", config["guide"], tuple(GUIDES))]
+    _choose("prior", config["prior"], PRIORS)
+    _choose("guide", config["guide"], GUIDES)
     _choose("likelihood", config["likelihood"], LIKELIHOODS)
     latent, shape = int(config["latent_dim"]), tuple(config["image_shape"])
     size = math.prod(shape)
@@ -83,16 +115,13 @@ def build_vae(config: dict[str, Any]) -> VAE:
         encoder, decoder = nets.MLP(size, hidden), nets.MLP(latent, hidden[::-1], size)
     else:
         encoder, decoder = nets.ConvEncoder(shape), nets.ConvDecoder(latent, shape)
-    return VAE(
-        prior_cls(latent),
-        _likelihood(config, decoder),
-        guide_cls(encoder, latent_dim=latent),
-    )
+    guide = _guide(config, encoder, latent)
+    return VAE(_prior(config, guide, latent), _likelihood(config, decoder), guide)
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of ``pyro-vae``."""
-    return _make_parser(__doc__.splitlines()[0], tuple(PRIORS), tuple(GUIDES))
+    return _make_parser(__doc__.splitlines()[0], PRIORS, GUIDES)
 
 
 def _device(name: str) -> torch.device:
@@ -158,6 +187,8 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
         "hidden": args.hidden,
         "latent_dim": args.latent_dim,
         "binarization": binarize,
+        "num_flows": args.num_flows,
+        "components": args.components,
     }
 
 

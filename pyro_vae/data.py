@@ -76,12 +76,15 @@ class DatasetInfo:
         image_shape: ``(C, H, W)`` of one image.
         num_classes: number of label classes.
         description: one line on what the data set is.
+        num_levels: grey levels of the raw pixels (256 for 8-bit images), so
+            :func:`load` gives values on the grid {0, 1/(num_levels - 1), …, 1}.
     """
 
     name: str
     image_shape: tuple[int, int, int]
     num_classes: int
     description: str
+    num_levels: int = 256
 
     @property
     def event_shape(self) -> tuple[int]:
@@ -102,6 +105,7 @@ _INFOS: dict[str, DatasetInfo] = {
         (1, 8, 8),
         10,
         "1,797 8x8 handwritten digits (grey levels 0..16) shipped with scikit-learn",
+        num_levels=17,
     ),
     "mnist": DatasetInfo(
         "mnist",

@@ -24,6 +24,7 @@ from pyro.poutine.util import prune_subsample_sites
 
 from . import _fused, _particles, estimators
 from ._checks import check_data, check_positive_float, check_positive_int
+from .guides import location
 
 __all__ = [
     "log_weights",
@@ -359,7 +360,7 @@ def unit_activity(
             trace = poutine.trace(guide).get_trace(batch)
             for site in _sample_sites(trace):
                 if not site["is_observed"]:
-                    mean = site["fn"].mean.reshape(batch.shape[0], -1)
+                    mean = location(site["fn"]).reshape(batch.shape[0], -1)
                     means.setdefault(site["name"], []).append(mean)
     if len(x) < 2:
         raise ValueError("unit activity is a variance over examples: x needs at least 2 rows")

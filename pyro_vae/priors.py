@@ -12,16 +12,31 @@ directly (the fused training path of :mod:`pyro_vae._fused` uses them).
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
 
 import pyro.distributions as dist
 import torch
+from pyro.distributions.torch_transform import TransformModule
+from pyro.nn import AutoRegressiveNN
 from torch import nn
 from torch.distributions import kl_divergence
+from torch.nn import functional as F
 
-from ._normal import HALF_LOG_2PI, diagonal_normal
+from ._flows import AffineAutoregressiveStep
+from ._mixture import ComponentMixture, GaussianMixture
+from ._normal import HALF_LOG_2PI, diagonal_normal, inverse_softplus, kl_to_diagonal_normal
 
-__all__ = ["Prior", "StandardNormal"]
+__all__ = [
+    "Prior",
+    "StandardNormal",
+    "LearnedNormal",
+    "MixtureOfGaussians",
+    "VampPrior",
+    "FlowPrior",
+]
 
 
 class Prior(nn.Module, ABC):
@@ -80,9 +95,289 @@ class StandardNormal(Prior):
         return -0.5 * z.pow(2).sum(-1) - self.latent_dim * HALF_LOG_2PI
 
     def kl_from(self, q: dist.TorchDistribution) -> torch.Tensor:
-        """KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_d (μ_d² + σ_d² - 1) - Σ_d log σ_d."""
+        """KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_d (μ_d² + σ_d² - 1) - Σ_d log σ_d.
+
+        A full-covariance q = N(μ, LLᵀ) gives ½ (tr LLᵀ + μᵀμ - D) - Σ_d log L_dd.
+        """
         base = diagonal_normal(q)
         if base is None:
-            return super().kl_from(q)
+            return kl_to_diagonal_normal(q, self.loc, self.scale, fallback=super().kl_from)
         loc, scale = base.loc, base.scale
         return 0.5 * (loc.pow(2) + scale.pow(2) - 1).sum(-1) - scale.log().sum(-1)
+
+
+def _scale_parameter(shape: tuple[int, ...], init_scale: float, min_scale: float) -> nn.Parameter:
+    """ρ with softplus(ρ) + min_scale = init_scale everywhere."""
+    if not (math.isfinite(min_scale) and min_scale >= 0):
+        raise ValueError(f"min_scale must be a finite number >= 0, got {min_scale!r}")
+    if not (math.isfinite(init_scale) and init_scale > min_scale):
+        raise ValueError(f"init_scale must be a finite number > min_scale, got {init_scale!r}")
+    return nn.Parameter(torch.full(shape, inverse_softplus(init_scale - min_scale)))
+
+
+class LearnedNormal(Prior):
+    """A learned diagonal Gaussian p(z) = N(z; m, diag s²), s = softplus(ρ) + s_min.
+
+    log p(z) = Σ_d [ -½ ((z_d - m_d)/s_d)² - log s_d ] - (D/2) log 2π, and the KL from a
+    diagonal or full-covariance Gaussian guide is in closed form.
+
+    Arguments:
+        latent_dim: D.
+        init_scale: s at initialisation (m starts at 0, so the prior starts as N(0, I)).
+        min_scale: s_min, the floor of s.
+    """
+
+    def __init__(self, latent_dim: int, init_scale: float = 1.0, min_scale: float = 1e-3) -> None:
+        super().__init__(latent_dim)
+        self.loc = nn.Parameter(torch.zeros(latent_dim))
+        self.raw_scale = _scale_parameter((latent_dim,), init_scale, min_scale)
+        self.min_scale = min_scale
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """s: ``(latent_dim,)``."""
+        return F.softplus(self.raw_scale) + self.min_scale
+
+    def forward(self) -> dist.TorchDistribution:
+        return dist.Normal(self.loc, self.scale).to_event(1)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        scale = self.scale
+        squares = ((z - self.loc) / scale).pow(2).sum(-1)
+        return -0.5 * squares - scale.log().sum() - self.latent_dim * HALF_LOG_2PI
+
+    def kl_from(self, q: dist.TorchDistribution) -> torch.Tensor:
+        return kl_to_diagonal_normal(q, self.loc, self.scale, fallback=super().kl_from)
+
+
+class MixtureOfGaussians(Prior):
+    """A learned mixture p(z) = Σ_c π_c N(z; μ_c, diag σ_c²), π = softmax(a).
+
+    log p(z) = logsumexp_c [ log π_c + log N(z; μ_c, diag σ_c²) ], computed without a
+    (…, C, D) intermediate (see :mod:`pyro_vae._mixture`). No closed-form KL exists,
+    so ``analytic-kl`` estimates it by Monte Carlo and says so.
+
+    Arguments:
+        latent_dim: D.
+        num_components: C.
+        init_spread: the means start as independent N(0, init_spread²) draws (torch's
+            global generator), which breaks the symmetry between components.
+        init_scale: σ at initialisation.
+        min_scale: the floor of σ.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        num_components: int = 10,
+        init_spread: float = 1.0,
+        init_scale: float = 1.0,
+        min_scale: float = 1e-3,
+    ) -> None:
+        super().__init__(latent_dim)
+        if isinstance(num_components, bool) or not isinstance(num_components, int):
+            raise ValueError(f"num_components must be a positive integer, got {num_components!r}")
+        if num_components < 1:
+            raise ValueError(f"num_components must be a positive integer, got {num_components!r}")
+        if not (math.isfinite(init_spread) and init_spread >= 0):
+            raise ValueError(f"init_spread must be a finite number >= 0, got {init_spread!r}")
+        self.logits = nn.Parameter(torch.zeros(num_components))
+        self.loc = nn.Parameter(init_spread * torch.randn(num_components, latent_dim))
+        self.raw_scale = _scale_parameter((num_components, latent_dim), init_scale, min_scale)
+        self.min_scale = min_scale
+
+    @property
+    def num_components(self) -> int:
+        return self.logits.shape[0]
+
+    def forward(self) -> dist.TorchDistribution:
+        scale = F.softplus(self.raw_scale) + self.min_scale
+        return GaussianMixture(self.logits, self.loc, scale)
+
+    def extra_repr(self) -> str:
+        return f"latent_dim={self.latent_dim}, num_components={self.num_components}"
+
+
+def _guide_module(guide: Any) -> nn.Module:
+    """The encoder module behind ``guide``: a Guide, or a VAE's ``guide`` method."""
+    owner = getattr(guide, "__self__", None)
+    if owner is not None and isinstance(owner._modules.get("encoder"), nn.Module):
+        return owner._modules["encoder"]  # vae.guide, as DESIGN.md writes it
+    if not isinstance(guide, nn.Module):
+        raise TypeError(
+            f"guide must be a pyro_vae.guides.Guide (vae.encoder), got {type(guide).__name__}"
+        )
+    return guide
+
+
+class VampPrior(Prior):
+    """The VampPrior (Tomczak & Welling 2018): the guide's posteriors at learned pseudo-inputs.
+
+    p(z) = (1/C) Σ_c q_φ(z | u_c), with pseudo-inputs u_1 … u_C of the data's shape
+    learned with everything else. The prior shares the guide's parameters φ: the
+    model's log p(z) trains the encoder too. For a diagonal-Gaussian guide the
+    mixture is evaluated without a (…, C, D) intermediate; any other guide (full
+    covariance, flows) is evaluated component by component, which costs C guide
+    densities per particle. No closed-form KL exists: ``analytic-kl`` falls back to
+    Monte Carlo with a note.
+
+    The prior holds the guide it was given; after swapping ``vae.encoder``, build a
+    new VampPrior on the new guide.
+
+    Arguments:
+        guide: the guide q_φ(z|x), a :class:`~pyro_vae.guides.Guide` (``vae.encoder``;
+            ``vae.guide``, the VAE's Pyro guide, is accepted and means its encoder).
+        num_pseudo_inputs: C (the paper uses 500 for MNIST).
+        input_shape: the shape of one input; by default ``(guide.net.in_features,)``.
+        init: a ``(C, *input_shape)`` tensor to start the pseudo-inputs from (for example
+            C random training images); by default N(0.05, 0.01²) entries, the paper's.
+
+    References:
+        1. J. M. Tomczak, M. Welling. VAE with a VampPrior. AISTATS 2018.
+    """
+
+    def __init__(
+        self,
+        guide: Any,
+        num_pseudo_inputs: int = 500,
+        input_shape: Sequence[int] | None = None,
+        init: torch.Tensor | None = None,
+    ) -> None:
+        guide = _guide_module(guide)
+        latent_dim = getattr(guide, "latent_dim", None)
+        if not isinstance(latent_dim, int):
+            raise TypeError("guide must have an integer latent_dim (a pyro_vae.guides.Guide)")
+        super().__init__(latent_dim)
+        if isinstance(num_pseudo_inputs, bool) or not isinstance(num_pseudo_inputs, int):
+            raise ValueError(
+                f"num_pseudo_inputs must be a positive integer, got {num_pseudo_inputs!r}"
+            )
+        if num_pseudo_inputs < 1:
+            raise ValueError(
+                f"num_pseudo_inputs must be a positive integer, got {num_pseudo_inputs!r}"
+            )
+        if init is None:
+            shape = self._input_shape(guide, input_shape)
+            init = 0.05 + 0.01 * torch.randn(num_pseudo_inputs, *shape)
+        elif not isinstance(init, torch.Tensor) or init.shape[:1] != (num_pseudo_inputs,):
+            got = tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__
+            raise ValueError(
+                f"init must be a tensor of shape ({num_pseudo_inputs}, ...), got {got}"
+            )
+        elif input_shape is not None and init.shape[1:] != tuple(input_shape):
+            raise ValueError(
+                f"init has inputs of shape {tuple(init.shape[1:])}, input_shape says "
+                f"{tuple(input_shape)}"
+            )
+        elif not bool(torch.isfinite(init).all()):
+            raise ValueError("init has NaN or infinite values")
+        self.guide = guide
+        self.pseudo_inputs = nn.Parameter(init.detach().clone().to(torch.get_default_dtype()))
+
+    @staticmethod
+    def _input_shape(guide: nn.Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
+        if input_shape is not None:
+            shape = tuple(input_shape)
+            if not shape or not all(isinstance(s, int) and s >= 1 for s in shape):
+                raise ValueError(f"input_shape must be positive integers, got {input_shape!r}")
+            return shape
+        width = getattr(getattr(guide, "net", None), "in_features", None)
+        if not isinstance(width, int):
+            raise ValueError(
+                "cannot tell the guide's input shape: pass input_shape= (or init=) to VampPrior"
+            )
+        return (width,)
+
+    @property
+    def num_pseudo_inputs(self) -> int:
+        return self.pseudo_inputs.shape[0]
+
+    def forward(self) -> dist.TorchDistribution:
+        q = self.guide(self.pseudo_inputs)
+        if q.batch_shape != self.pseudo_inputs.shape[:1] or q.event_shape != (self.latent_dim,):
+            raise ValueError(
+                f"the guide maps {self.num_pseudo_inputs} pseudo-inputs to a distribution of "
+                f"batch shape {tuple(q.batch_shape)} and event shape {tuple(q.event_shape)}"
+            )
+        base = diagonal_normal(q)
+        logits = self.pseudo_inputs.new_zeros(self.num_pseudo_inputs)
+        if base is not None:
+            return GaussianMixture(logits, base.loc, base.scale)
+        return ComponentMixture(dist.Categorical(logits=logits), q)
+
+    def extra_repr(self) -> str:
+        return f"latent_dim={self.latent_dim}, num_pseudo_inputs={self.num_pseudo_inputs}"
+
+
+def _alternating(latent_dim: int, step: int) -> torch.Tensor:
+    """The identity order on even steps, the reversed order on odd ones."""
+    order = torch.arange(latent_dim)
+    return order if step % 2 == 0 else order.flip(0)
+
+
+class FlowPrior(Prior):
+    """A normalizing flow on a standard normal: z = f(ε), ε ~ N(0, I).
+
+    log p(z) = log N(f⁻¹(z); 0, I) + log |det ∂f⁻¹/∂z|.
+
+    By default f⁻¹ is a masked autoregressive flow (Papamakarios et al. 2017):
+    ``num_flows`` steps of Pyro's :class:`~pyro.distributions.transforms.AffineAutoregressive`
+    used in their inverse direction, each ε_d = (z_d - μ_d(z_<d)) exp(-log σ_d(z_<d)),
+    with the variable order reversed between steps. Evaluating log p(z), which training
+    does, is one network pass per step; drawing from the prior takes D passes per step.
+
+    Arguments:
+        latent_dim: D.
+        num_flows: number of autoregressive steps.
+        hidden: hidden widths of each step's MADE network (default ``[4 D]``, at least 16).
+        transforms: instead of the default, any ``pyro.distributions.transforms``
+            ``TransformModule``s, in sampling order: z = t_n(… t_1(ε)). Their parameters
+            are learned; their inverse must be computable for log p(z).
+
+    References:
+        1. G. Papamakarios, T. Pavlakou, I. Murray. Masked autoregressive flow for
+           density estimation. NeurIPS 2017.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        num_flows: int = 2,
+        hidden: Sequence[int] | None = None,
+        transforms: Sequence[TransformModule] | None = None,
+    ) -> None:
+        super().__init__(latent_dim)
+        self.register_buffer("loc", torch.zeros(latent_dim))
+        self.register_buffer("scale", torch.ones(latent_dim))
+        if transforms is not None:
+            transforms = list(transforms)
+            bad = [type(t).__name__ for t in transforms if not isinstance(t, TransformModule)]
+            if bad or not transforms:
+                raise TypeError(
+                    "transforms must be a non-empty list of pyro.distributions.transforms "
+                    f"TransformModules, got {bad or 'an empty list'}"
+                )
+            self.flows = nn.ModuleList(transforms)
+            self.inverted = False
+            return
+        if isinstance(num_flows, bool) or not isinstance(num_flows, int) or num_flows < 1:
+            raise ValueError(f"num_flows must be a positive integer, got {num_flows!r}")
+        hidden = list(hidden) if hidden is not None else [max(16, 4 * latent_dim)]
+        if not hidden or not all(isinstance(h, int) and h >= 1 for h in hidden):
+            raise ValueError(f"hidden must be positive integers, got {hidden!r}")
+        self.flows = nn.ModuleList(
+            AffineAutoregressiveStep(
+                AutoRegressiveNN(latent_dim, hidden, permutation=_alternating(latent_dim, step))
+            )
+            for step in range(num_flows)
+        )
+        self.inverted = True
+
+    def forward(self) -> dist.TorchDistribution:
+        base = dist.Normal(self.loc, self.scale).to_event(1)
+        flows: list[Any] = list(self.flows)
+        transforms = [f.inv for f in reversed(flows)] if self.inverted else flows
+        return dist.TransformedDistribution(base, transforms)
+
+    def extra_repr(self) -> str:
+        return f"latent_dim={self.latent_dim}, num_flows={len(self.flows)}"

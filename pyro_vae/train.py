@@ -21,6 +21,7 @@ parameters with the best validation loss).
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import sys
@@ -124,7 +125,7 @@ def _resolve_device(device: str | torch.device | None, vae: VAE | None, data: to
 
 def _event_shape(vae: VAE, device: torch.device) -> torch.Size:
     with torch.no_grad():
-        return vae.decode(vae.prior().sample((1,)).to(device)).event_shape
+        return vae.decode(vae.sample_z(1).to(device)).event_shape
 
 
 def _params_snapshot(vae: VAE | None) -> dict[str, torch.Tensor]:
@@ -412,7 +413,8 @@ def _check_inputs(
     """Checks the data against the model before any training: dtype, event shape, support."""
     if vae is not None:
         vae.to(device)
-        dtypes = {p.dtype for p in vae.parameters()} | {b.dtype for b in vae.buffers()}
+        tensors = itertools.chain(vae.parameters(), vae.buffers())
+        dtypes = {t.dtype for t in tensors if t.is_floating_point()}  # not index buffers
         if dtypes and dtypes != {data.dtype}:
             names = ", ".join(sorted(str(d) for d in dtypes))
             raise TypeError(
