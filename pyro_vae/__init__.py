@@ -2,7 +2,7 @@
 
 The public names are re-exported here explicitly; the modules ``priors``,
 ``guides``, ``likelihoods``, ``nets``, ``objectives``, ``estimators``,
-``evaluate``, ``gradients``, ``data`` and ``plots`` are reached as attributes
+``evaluate``, ``gradients``, ``latent``, ``data`` and ``plots`` are reached as attributes
 (``pv.priors.StandardNormal``).
 """
 
@@ -13,6 +13,7 @@ from . import (
     evaluate,
     gradients,
     guides,
+    latent,
     likelihoods,
     nets,
     objectives,
@@ -35,6 +36,7 @@ __all__ = [
     "estimators",
     "evaluate",
     "gradients",
+    "latent",
     "guides",
     "likelihoods",
     "nets",

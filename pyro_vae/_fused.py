@@ -133,7 +133,9 @@ class Draw:
             if self.noise is not None:
                 self._cache[key] = self._diagonal_log_q(path)
                 return self._cache[key]
-            log_q = self.q.log_prob(self.z)
+            # With path, at a view of z: a flow would otherwise reuse its cached base draw,
+            # a route around z that DReG's gradient hook on z cannot reweight.
+            log_q = self.q.log_prob(self.z.view_as(self.z) if path else self.z)
             if path:
                 score = self.q.log_prob(self.z.detach())
                 log_q = log_q - score + score.detach()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyro.distributions as dist
 import torch
-from torch.distributions import Independent, MultivariateNormal, Normal
+from torch.distributions import Independent, MultivariateNormal, Normal, register_kl
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -56,3 +56,20 @@ def kl_to_diagonal_normal(
     precision = scale.pow(-2)
     trace = (variance * precision).sum(-1) + ((mean - loc).pow(2) * precision).sum(-1)
     return 0.5 * (trace - mean.shape[-1]) + scale.log().sum(-1) - half_log_det
+
+
+def _no_closed_form(q: Any) -> torch.Tensor:
+    raise NotImplementedError
+
+
+@register_kl(MultivariateNormal, Independent)
+def _kl_full_to_diagonal_normal(q: MultivariateNormal, p: Independent) -> torch.Tensor:
+    """Registers KL(N(μ, Σ) ‖ N(m, diag s²)) with torch, for Pyro's traced ``analytic-kl``.
+
+    The fused path reaches the same formula through ``Prior.kl_from``; registering it
+    makes the traced path (inside SVI, or a hierarchy) take the closed form too.
+    """
+    base = diagonal_normal(p)
+    if base is None:
+        raise NotImplementedError
+    return kl_to_diagonal_normal(q, base.loc, base.scale, fallback=_no_closed_form)

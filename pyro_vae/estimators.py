@@ -389,7 +389,9 @@ def _path_log_q(p: Particles, name: str) -> torch.Tensor:
         score = p.log_prob(site, value=site["value"].detach())
     else:
         score = p.log_prob(p.replay_detached("guide").nodes[name])
-    return p.log_prob(site) - score + score.detach()
+    # At a view of z: a flow would otherwise reuse its cached base draw, a route
+    # around z that DReG's gradient hook on z cannot reweight.
+    return p.log_prob(site, value=site["value"].view_as(site["value"])) - score + score.detach()
 
 
 class AnalyticKLELBO(MonteCarloELBO):

@@ -19,6 +19,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .latent import aggregate_posterior_log_prob, grid
 from .train import History
 from .vae import VAE
 
@@ -33,6 +34,7 @@ __all__ = [
     "save_learning_curves",
     "save_comparison",
     "save_gradient_stats",
+    "save_priors_and_aggregate_posteriors",
 ]
 
 
@@ -276,4 +278,45 @@ def save_gradient_stats(rows: Sequence[dict[str, Any]], path: str | os.PathLike)
             ax.set_xlabel("K (particles)")
             ax.grid(alpha=0.3, which="both")
     axes[0, 0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def save_priors_and_aggregate_posteriors(
+    vaes: dict[str, VAE],
+    x: torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    limit: float = 4.0,
+    size: int = 80,
+) -> Path:
+    """For each 2-D latent VAE, the prior p(z) beside the aggregate posterior q(z) = E_x q(z|x).
+
+    Both densities are drawn on the same grid over [-limit, limit]² with the same
+    colour scale per model, so a prior that covers empty space, or misses where
+    codes go, shows at a glance.
+
+    Arguments:
+        vaes: label -> VAE with ``latent_dim == 2``.
+        x: the data whose posteriors are averaged ``(N, *event_shape)``.
+    """
+    bad = [label for label, vae in vaes.items() if vae.latent_dim != 2]
+    if bad or not vaes:
+        raise ValueError(f"every VAE needs a 2-D latent space; not so for {bad or 'an empty dict'}")
+    axis, points = grid(limit, size)
+    extent = (-limit, limit, -limit, limit)
+    fig = Figure(figsize=(2 * 2.6, 2.5 * len(vaes)))
+    for row, (label, vae) in enumerate(vaes.items()):
+        with torch.no_grad():
+            z = points.to(next(vae.parameters()).dtype)
+            prior = vae.prior.log_prob(z).exp().reshape(size, size)
+            aggregate = aggregate_posterior_log_prob(vae.encoder, x, z).exp().reshape(size, size)
+        top = max(prior.max().item(), aggregate.max().item())
+        for col, (density, name) in enumerate(((prior, "p(z)"), (aggregate, "q(z) = E_x q(z|x)"))):
+            ax = fig.add_subplot(len(vaes), 2, 2 * row + col + 1)
+            ax.imshow(density.numpy(), origin="lower", extent=extent, vmin=0, vmax=top)
+            ax.set_title(f"{label}: {name}", fontsize=8)
+            ax.set_xticks([-limit, 0, limit])
+            ax.set_yticks([-limit, 0, limit])
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
     return _save(fig, path)

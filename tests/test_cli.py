@@ -233,3 +233,77 @@ def test_train_takes_an_objective_spec(tmp_path):
     assert cli.main(argv) == 0
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["objective"] == "iwae-dreg:k=3" and config["num_particles"] == 3
+
+
+BASE_CONFIG = {
+    "dataset": "digits",
+    "image_shape": [1, 8, 8],
+    "prior": "standard-normal",
+    "guide": "diagonal-normal",
+    "likelihood": "bernoulli",
+    "scale": 0.1,
+    "learn_scale": False,
+    "net": "mlp",
+    "hidden": [16],
+    "latent_dim": 3,
+    "binarization": "dynamic",
+}
+
+
+@pytest.mark.parametrize("prior", cli.PRIORS)
+@pytest.mark.parametrize("guide", cli.GUIDES)
+def test_build_vae_names_every_prior_and_guide(prior, guide):
+    from pyro_vae import guides, priors
+
+    config = BASE_CONFIG | {"prior": prior, "guide": guide, "num_flows": 3, "components": 7}
+    vae = cli.build_vae(config)
+    prior_cls = {
+        "standard-normal": priors.StandardNormal,
+        "learned-normal": priors.LearnedNormal,
+        "mixture": priors.MixtureOfGaussians,
+        "vamp": priors.VampPrior,
+        "flow": priors.FlowPrior,
+    }[prior]
+    guide_cls = {
+        "diagonal-normal": guides.DiagonalNormal,
+        "full-normal": guides.FullCovarianceNormal,
+        "iaf": guides.InverseAutoregressiveFlow,
+        "coupling": guides.AffineCouplingFlow,
+    }[guide]
+    assert type(vae.prior) is prior_cls and type(vae.encoder) is guide_cls
+    if prior in ("mixture", "vamp"):
+        assert (
+            vae.prior.num_components if prior == "mixture" else vae.prior.num_pseudo_inputs
+        ) == 7
+    if guide in ("iaf", "coupling"):
+        assert len(vae.encoder.flows) == 3
+
+
+@pytest.mark.parametrize(
+    "likelihood, dataset, bins",
+    [("laplace", "digits", None), ("discretized-logistic", "digits", 17),
+     ("discretized-logistic", "mnist5k", 256)],
+)  # fmt: skip
+def test_build_vae_names_the_new_likelihoods(likelihood, dataset, bins):
+    config = BASE_CONFIG | {"likelihood": likelihood, "dataset": dataset, "learn_scale": True}
+    vae = cli.build_vae(config)
+    assert (
+        type(vae.likelihood).__name__
+        == {
+            "laplace": "Laplace",
+            "discretized-logistic": "DiscretizedLogistic",
+        }[likelihood]
+    )
+    if bins:
+        assert vae.likelihood.num_bins == bins
+
+
+def test_a_run_with_a_vamp_prior_and_an_iaf_guide_evaluates_from_its_checkpoint(tmp_path, capsys):
+    argv = ["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16", "--latent-dim"]
+    argv += ["3", "--num-samples", "5", "--prior", "vamp", "--components", "6", "--guide", "iaf"]
+    argv += ["--likelihood", "discretized-logistic", "--no-progress", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["prior"], config["guide"], config["components"]) == ("vamp", "iaf", 6)
+    assert cli.main(["evaluate", str(tmp_path / "checkpoint.pt"), "--num-samples", "5"]) == 0
+    assert "log p(x) (K=5)" in capsys.readouterr().out

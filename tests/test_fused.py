@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -247,3 +248,41 @@ def test_evaluation_never_runs_more_rows_than_max_rows():
     evaluate.log_likelihood(vae.model, vae.guide, x, 50, max_rows=64)
     assert seen and max(seen) <= 64
     assert sum(seen) == 50 * 10
+
+
+def _zoo_vae(prior: str, guide: str) -> pv.VAE:
+    torch.manual_seed(1)
+    body = pv.nets.MLP(12, [8])
+    q = {
+        "full": lambda: pv.guides.FullCovarianceNormal(body, 3),
+        "iaf": lambda: pv.guides.InverseAutoregressiveFlow(body, 3, context_dim=4),
+        "coupling": lambda: pv.guides.AffineCouplingFlow(body, 3, context_dim=4),
+        "diagonal": lambda: pv.guides.DiagonalNormal(body, 3),
+    }[guide]()
+    p = {
+        "learned": lambda: pv.priors.LearnedNormal(3),
+        "mixture": lambda: pv.priors.MixtureOfGaussians(3, 4),
+        "vamp": lambda: pv.priors.VampPrior(q, 5),
+        "flow": lambda: pv.priors.FlowPrior(3),
+        "standard": lambda: pv.priors.StandardNormal(3),
+    }[prior]()
+    likelihood = pv.likelihoods.Bernoulli(pv.nets.MLP(3, [8], 12))
+    return pv.VAE(p, likelihood, q).double()
+
+
+@pytest.mark.parametrize(
+    "prior, guide",
+    [("learned", "full"), ("mixture", "diagonal"), ("vamp", "diagonal"), ("vamp", "full"),
+     ("flow", "diagonal"), ("standard", "iaf"), ("learned", "coupling")],
+)  # fmt: skip
+@pytest.mark.parametrize("spec", ["analytic-kl", "stl", "score-function:k=2", "iwae-dreg:k=3"])
+def test_swapped_parts_give_the_traced_path_s_numbers(prior, guide, spec):
+    vae, x = _zoo_vae(prior, guide), binary_data(6).double()
+    objective = objectives.parse(spec).make()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="analytic-kl: the KL")
+        fused = _loss_and_grads(objective, vae.model, vae.guide, vae, x)
+        traced = _loss_and_grads(objective, _traced(vae.model), _traced(vae.guide), vae, x)
+    torch.testing.assert_close(fused[0], traced[0], rtol=1e-10, atol=1e-10)
+    for a, b in zip(fused[1], traced[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)

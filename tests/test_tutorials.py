@@ -15,6 +15,7 @@ TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 COVERED = {
     "01_vae.py": ["samples.png", "reconstructions.png", "learning_curves.png"],
     "02_compare_estimators.py": ["comparison.png", "gradients.png"],
+    "03_swap_priors_and_guides.py": ["aggregate_posteriors.png", "likelihood_samples.png"],
 }
 
 
