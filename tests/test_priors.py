@@ -39,7 +39,12 @@ from pyro.distributions import transforms as T  # noqa: E402
 from torch.autograd.functional import jacobian  # noqa: E402
 
 import pyro_vae as pv  # noqa: E402
-from pyro_vae.guides import DiagonalNormal, FullCovarianceNormal  # noqa: E402
+from pyro_vae.guides import (  # noqa: E402
+    AffineCouplingFlow,
+    DiagonalNormal,
+    FullCovarianceNormal,
+    InverseAutoregressiveFlow,
+)
 from pyro_vae.nets import MLP  # noqa: E402
 from pyro_vae.priors import FlowPrior, LearnedNormal, MixtureOfGaussians, VampPrior  # noqa: E402
 
@@ -97,16 +102,22 @@ def test_mixture_samples_have_the_mixture_s_moments():
     torch.testing.assert_close(z.var(0), d.variance, atol=0.05, rtol=0.02)
 
 
-@pytest.mark.parametrize("guide_cls", [DiagonalNormal, FullCovarianceNormal])
+@pytest.mark.parametrize(
+    "guide_cls",
+    [DiagonalNormal, FullCovarianceNormal, AffineCouplingFlow, InverseAutoregressiveFlow],
+)
 def test_vamp_prior_is_the_mean_of_the_guide_at_its_pseudo_inputs(guide_cls):
     guide = _jiggle(guide_cls(MLP(6, [8]), 3)).double()
     prior = VampPrior(guide, num_pseudo_inputs=5).double()
     assert prior.pseudo_inputs.shape == (5, 6)
     z = torch.randn(4, 2, 3, dtype=torch.float64)
-    direct = sum(guide(prior.pseudo_inputs[c : c + 1]).log_prob(z).exp() for c in range(5)) / 5
-    torch.testing.assert_close(prior.log_prob(z), direct.log(), rtol=1e-10, atol=1e-10)
+    each = torch.stack([guide(prior.pseudo_inputs[c : c + 1]).log_prob(z) for c in range(5)])
+    direct = torch.logsumexp(each, 0) - math.log(5)  # log of the sum, without underflow
+    torch.testing.assert_close(prior.log_prob(z), direct, rtol=1e-10, atol=1e-10)
     prior.log_prob(z).sum().backward()
     assert prior.pseudo_inputs.grad.abs().sum() > 0 and guide.head.weight.grad.abs().sum() > 0
+    kind = "GaussianMixture" if guide_cls is DiagonalNormal else "ComponentMixture"
+    assert type(prior()).__name__ == kind
 
 
 def test_vamp_prior_accepts_the_vae_s_guide_and_shares_its_parameters():

@@ -170,7 +170,7 @@ def test_a_hierarchical_vae_trains_with_every_objective(spec):
     train_and_check(two_layer(), data_for("bernoulli"), spec)
 
 
-@pytest.mark.parametrize("prior", [p for p in PRIORS if p != "vamp"])
+@pytest.mark.parametrize("prior", PRIORS)
 @pytest.mark.parametrize("guide", GUIDES)
 def test_a_hierarchical_vae_takes_any_top_prior_and_guide(prior, guide):
     train_and_check(two_layer(prior, guide), data_for("bernoulli"), "iwae:k=2")
@@ -289,3 +289,19 @@ def test_dreg_guide_gradient_is_its_definition_for_every_guide(guide):
     expected = torch.autograd.grad(z, params, grad_outputs=-by_z)
     for name_param, a, b in zip(vae.encoder.named_parameters(), got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9, msg=name_param[0])
+
+
+def test_a_hierarchical_vae_checkpoint_restores_it(tmp_path):
+    vae, x = two_layer("vamp", "iaf"), data_for("bernoulli")
+    pv.fit(vae, x, objective="iwae:k=2", epochs=1, batch_size=8, progress=False)
+    checkpoints.save({"model": vae.state_dict()}, tmp_path / "h.pt")
+    torch.manual_seed(3)
+    restored = two_layer("vamp", "iaf")
+    restored.load_state_dict(checkpoints.load(tmp_path / "h.pt")["model"])
+    torch.testing.assert_close(_log_px(restored, x[:5]), _log_px(vae, x[:5]))
+
+
+@pytest.mark.parametrize("guide", GUIDES)
+def test_reconstruct_and_sample_work_with_every_guide(guide):
+    vae, x = build("flow", guide, "bernoulli"), data_for("bernoulli", n=5)
+    assert vae.reconstruct(x).shape == x.shape and vae.sample(3).shape == (3, DATA_DIM)

@@ -48,30 +48,36 @@ def mlp_vae(prior: Callable, guide: Callable, likelihood=likelihoods.Bernoulli, 
 
 # --- Part 1: priors and guides, 2-D latent ------------------------------------------------
 
-PAIRS: dict[str, tuple[Callable, Callable]] = {
-    "standard + diagonal": (lambda q, d: priors.StandardNormal(d), guides.DiagonalNormal),
-    "learned normal + full cov.": (
-        lambda q, d: priors.LearnedNormal(d),
-        guides.FullCovarianceNormal,
-    ),
-    "mixture(10) + diagonal": (
-        lambda q, d: priors.MixtureOfGaussians(d, num_components=10),
-        guides.DiagonalNormal,
-    ),
-    "VampPrior(100) + diagonal": (
-        lambda q, d: priors.VampPrior(q, num_pseudo_inputs=100),
-        guides.DiagonalNormal,
-    ),
-    "flow prior + diagonal": (lambda q, d: priors.FlowPrior(d, num_flows=4), guides.DiagonalNormal),
-    "standard + IAF": (
-        lambda q, d: priors.StandardNormal(d),
-        lambda body, d: guides.InverseAutoregressiveFlow(body, d, num_flows=2),
-    ),
-    "standard + coupling": (
-        lambda q, d: priors.StandardNormal(d),
-        lambda body, d: guides.AffineCouplingFlow(body, d, num_flows=2),
-    ),
-}
+
+def pairs(train: torch.Tensor) -> dict[str, tuple[Callable, Callable]]:
+    """label -> (prior(q, d), guide(body, d)); the VampPrior starts from training images."""
+    return {
+        "standard + diagonal": (lambda q, d: priors.StandardNormal(d), guides.DiagonalNormal),
+        "learned normal + full cov.": (
+            lambda q, d: priors.LearnedNormal(d),
+            guides.FullCovarianceNormal,
+        ),
+        "mixture(10) + diagonal": (
+            lambda q, d: priors.MixtureOfGaussians(d, num_components=10),
+            guides.DiagonalNormal,
+        ),
+        "VampPrior(100) + diagonal": (
+            lambda q, d: priors.VampPrior(q, num_pseudo_inputs=100, init=train[:100]),
+            guides.DiagonalNormal,
+        ),
+        "flow prior + diagonal": (
+            lambda q, d: priors.FlowPrior(d, num_flows=4),
+            guides.DiagonalNormal,
+        ),
+        "standard + IAF": (
+            lambda q, d: priors.StandardNormal(d),
+            lambda body, d: guides.InverseAutoregressiveFlow(body, d, num_flows=2),
+        ),
+        "standard + coupling": (
+            lambda q, d: priors.StandardNormal(d),
+            lambda body, d: guides.AffineCouplingFlow(body, d, num_flows=2),
+        ),
+    }
 
 
 def score(vae: pv.VAE, test: torch.Tensor, num_samples: int) -> dict[str, float]:
@@ -98,7 +104,7 @@ def table(rows: dict[str, dict[str, float]], first: str) -> str:
 
 def part1(data: dict[str, torch.Tensor], settings: argparse.Namespace, out: Path) -> str:
     vaes, rows = {}, {}
-    for label, (prior, guide) in PAIRS.items():
+    for label, (prior, guide) in pairs(data["train"]).items():
         pyro.set_rng_seed(settings.seed)
         vae = mlp_vae(prior, guide)
         tic = time.perf_counter()
