@@ -23,7 +23,7 @@ from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 from torch.nn import functional as F
 
-from ._normal import HALF_LOG_2PI
+from ._normal import HALF_LOG_2PI, inverse_softplus
 
 _LOG_2 = math.log(2.0)
 
@@ -139,10 +139,6 @@ class ContinuousBernoulli(Likelihood):
         return dist.ContinuousBernoulli(logits=params)
 
 
-def _inverse_softplus(y: float) -> float:
-    return y + math.log(-math.expm1(-y))
-
-
 class _ScaledLikelihood(Likelihood):
     """A head with one scale shared by all pixels, fixed or learned.
 
@@ -159,7 +155,7 @@ class _ScaledLikelihood(Likelihood):
         self.learn_scale = learn_scale
         self.min_scale = min_scale
         if learn_scale:
-            self.raw_scale = nn.Parameter(torch.tensor(_inverse_softplus(scale - min_scale)))
+            self.raw_scale = nn.Parameter(torch.tensor(inverse_softplus(scale - min_scale)))
         else:
             self.register_buffer("fixed_scale", torch.tensor(float(scale)))
 

@@ -298,6 +298,7 @@ def test_build_vae_names_the_new_likelihoods(likelihood, dataset, bins):
         assert vae.likelihood.num_bins == bins
 
 
+@pytest.mark.filterwarnings("ignore:analytic-kl. the KL")  # the default objective's MC note
 def test_a_run_with_a_vamp_prior_and_an_iaf_guide_evaluates_from_its_checkpoint(tmp_path, capsys):
     argv = ["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16", "--latent-dim"]
     argv += ["3", "--num-samples", "5", "--prior", "vamp", "--components", "6", "--guide", "iaf"]
