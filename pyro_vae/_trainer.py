@@ -26,7 +26,6 @@ import pyro
 import pyro.infer
 import pyro.poutine as poutine
 import torch
-from pyro.params.param_store import param_with_module_name
 
 from ._fused import PerExample
 from .guides import location
@@ -76,11 +75,12 @@ class Trainer:
         with torch.no_grad(), poutine.block():
             if self.vae is not None:
                 self.vae.decode(location(self.vae.encode(example)))  # materialises lazy layers
-                self.vae._register_params("prior", "likelihood", "encoder")
-                prefix = self.vae.param_prefix
-                self._add(
-                    (param_with_module_name(prefix, n), p) for n, p in self.vae.named_parameters()
-                )
+                parts = self.vae._parts
+                self.vae._register_params(*parts)
+                names = self.vae._param_names([self.vae._modules[part] for part in parts])
+                # The module's order (checkpoints store the optimizer's state by position),
+                # under the param store's names (a tensor the parts share is listed once).
+                self._add((names[id(p)][0], p) for p in self.vae.parameters())
             else:
                 with poutine.trace(param_only=True) as capture:
                     trace = poutine.trace(self.guide).get_trace(example)
