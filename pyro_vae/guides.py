@@ -182,10 +182,10 @@ class _ConditionalFlowGuide(Guide):
         self,
         net: nn.Module,
         latent_dim: int,
-        num_flows: int,
-        hidden: Sequence[int] | None,
-        context_dim: int,
-        min_scale: float,
+        num_flows: int = 2,
+        hidden: Sequence[int] | None = None,
+        context_dim: int = 32,
+        min_scale: float = 1e-4,
     ) -> None:
         super().__init__(net, latent_dim)
         self.min_scale = _check_min_scale(min_scale)
@@ -239,17 +239,6 @@ class InverseAutoregressiveFlow(_ConditionalFlowGuide):
         1. D. P. Kingma, T. Salimans, R. Jozefowicz, X. Chen, I. Sutskever, M. Welling.
            Improved variational inference with inverse autoregressive flow. NeurIPS 2016.
     """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        latent_dim: int,
-        num_flows: int = 2,
-        hidden: Sequence[int] | None = None,
-        context_dim: int = 32,
-        min_scale: float = 1e-4,
-    ) -> None:
-        super().__init__(net, latent_dim, num_flows, hidden, context_dim, min_scale)
 
     def _step(self, step: int, hidden: list[int], context_dim: int) -> nn.Module:
         order = torch.arange(self.latent_dim)

@@ -151,7 +151,13 @@ class _ScaledLikelihood(Likelihood):
     = ρ with scale = softplus(ρ) + min_scale. Subclasses read it as :attr:`scale`.
     """
 
-    def __init__(self, net: nn.Module, scale: float, learn_scale: bool, min_scale: float) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        scale: float = 1.0,
+        learn_scale: bool = False,
+        min_scale: float = 1e-3,
+    ) -> None:
         super().__init__(net)
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be a positive finite number, got {scale!r}")
@@ -190,15 +196,6 @@ class Gaussian(_ScaledLikelihood):
     support = constraints.real
     support_description = "finite real values"
 
-    def __init__(
-        self,
-        net: nn.Module,
-        scale: float = 1.0,
-        learn_scale: bool = False,
-        min_scale: float = 1e-3,
-    ) -> None:
-        super().__init__(net, scale, learn_scale, min_scale)
-
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
         return dist.Normal(params, self.scale.to(params.dtype).expand(params.shape))
 
@@ -226,15 +223,6 @@ class Laplace(_ScaledLikelihood):
 
     support = constraints.real
     support_description = "finite real values"
-
-    def __init__(
-        self,
-        net: nn.Module,
-        scale: float = 1.0,
-        learn_scale: bool = False,
-        min_scale: float = 1e-3,
-    ) -> None:
-        super().__init__(net, scale, learn_scale, min_scale)
 
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
         return dist.Laplace(params, self.scale.to(params.dtype).expand(params.shape))
