@@ -275,32 +275,19 @@ class AffineCouplingFlow(_ConditionalFlowGuide):
         1. L. Dinh, J. Sohl-Dickstein, S. Bengio. Density estimation using Real NVP. ICLR 2017.
     """
 
-    def __init__(
-        self,
-        net: nn.Module,
-        latent_dim: int,
-        num_flows: int = 2,
-        hidden: Sequence[int] | None = None,
-        context_dim: int = 32,
-        min_scale: float = 1e-4,
-    ) -> None:
-        if isinstance(latent_dim, int) and latent_dim == 1:
-            raise ValueError(
-                "AffineCouplingFlow needs latent_dim >= 2: it splits z into two halves"
-            )
-        super().__init__(net, latent_dim, num_flows, hidden, context_dim, min_scale)
-        self.register_buffer("_reverse", torch.arange(latent_dim).flip(0), persistent=False)
-
     def _step(self, step: int, hidden: list[int], context_dim: int) -> nn.Module:
+        if self.latent_dim < 2:
+            raise ValueError("AffineCouplingFlow needs latent_dim >= 2 (it splits z in halves)")
         split = self.latent_dim // 2
         rest = self.latent_dim - split
         network = ConditionalDenseNN(split, context_dim, hidden, param_dims=[rest, rest])
         return ConditionalAffineCoupling(split, network)
 
     def _transforms(self, context: torch.Tensor) -> list[Any]:
+        reverse = torch.arange(self.latent_dim - 1, -1, -1, device=context.device)
         transforms: list[Any] = []
         for step, flow in enumerate(self.flows):
             if step > 0:
-                transforms.append(Permute(self._reverse))
+                transforms.append(Permute(reverse))
             transforms.append(flow.condition(context))
         return transforms
