@@ -19,6 +19,7 @@ so a non-finite loss never reaches the parameters.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -103,6 +104,40 @@ class Trainer:
     def apply(self) -> None:
         """Applies the update of the gradients left by :meth:`loss_and_grads`."""
         self.optimizer.step()
+
+    def check_and_clip(self, loss: float, max_norm: float | None = None) -> str | None:
+        """Checks the loss and the gradients are finite; clips the gradients' norm.
+
+        With ``max_norm``, the gradients are scaled so that their joint 2-norm is
+        at most ``max_norm`` (``torch.nn.utils.clip_grad_norm_``).
+
+        Returns:
+            ``None`` when the step may be applied, else what is not finite, such
+            as ``"the loss is nan"`` or ``"the gradient of encoder.net.0.weight is inf"``.
+        """
+        if not math.isfinite(loss):
+            return f"the loss is {loss}"
+        params = [p for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
+        if not params:
+            return None
+        if max_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if bool(torch.isfinite(norm)):
+            return None
+        every = self.optimizer.param_groups[0]["params"]
+        names = dict(zip(map(id, every), self.names, strict=True))
+        bad = [
+            f"{names[id(p)]} is {'nan' if p.grad.isnan().any() else 'inf'}"
+            for p in params
+            if not bool(torch.isfinite(p.grad).all())
+        ]
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        # An overflowing norm of finite gradients is reported too: clipping cannot scale it.
+        if not bad:
+            return f"the gradient norm is {norm}"
+        return "the gradient of " + ", ".join(bad[:3]) + more
 
     def loss(self, x: torch.Tensor) -> float:
         """The loss on the batch ``x`` without gradients, per example."""

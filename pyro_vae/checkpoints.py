@@ -1,18 +1,25 @@
 """Checkpoint files: atomic writes, safe loads, and the random-number state.
 
-A checkpoint is a dict of plain data (tensors, numbers, strings, lists, dicts)
-saved with ``torch.save``. It is written to a temporary file in the same folder,
-flushed to disk and renamed into place, so a crash leaves either the old file or
-the new one, never half of one. It is read with ``torch.load(weights_only=True)``,
-which refuses to build arbitrary Python objects: a checkpoint cannot run code.
+A checkpoint is a dict of plain data (tensors, numbers, strings, ``None``, and
+lists, tuples and dicts of them) saved with ``torch.save``; :func:`save` refuses
+anything else. It is written to a temporary file in the same folder, flushed and
+fsynced, renamed into place, and the folder is fsynced: a crash or ``kill -9`` at
+any moment leaves either the old file or the new one, never half of one.
+
+It is read with ``torch.load(weights_only=True)``, which refuses to build
+arbitrary Python objects, so a checkpoint cannot run code. The file also holds a
+SHA-256 digest of its contents, checked on load: a truncated or edited file gets
+a :class:`CheckpointError` instead of silently wrong parameters. The digest
+detects corruption and accidental edits, not forgery (anyone can recompute it);
+the protection against malicious files is that loading never executes code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -21,26 +28,83 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["FORMAT", "save", "load", "get_rng_state", "set_rng_state"]
+from ._atomic import remove_stale_temporaries, write_atomically
 
-FORMAT = "pyro_vae/checkpoint-v1"
+__all__ = [
+    "FORMAT",
+    "CheckpointError",
+    "save",
+    "load",
+    "digest",
+    "remove_stale_temporaries",
+    "get_rng_state",
+    "set_rng_state",
+]
+
+FORMAT = "pyro_vae/checkpoint-v2"
+_OLDER_FORMATS = ("pyro_vae/checkpoint-v1",)  # no digest
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable, intact pyro_vae checkpoint."""
+
+
+def digest(state: Any) -> str:
+    """SHA-256 of plain data: the type, shape and bytes of every value, keys in order.
+
+    Raises:
+        TypeError: ``state`` holds something other than plain data; the message
+            gives the path to it, such as ``state['config']['fn']``.
+    """
+    h = hashlib.sha256()
+    _feed(h, state, "state")
+    return h.hexdigest()
+
+
+def _feed(h: Any, value: Any, where: str) -> None:
+    # One tag per type, and lengths before contents, so that different data cannot
+    # produce the same byte stream.
+    if value is None or type(value) in (bool, int, float, str, bytes):  # not NumPy scalars
+        text = value if isinstance(value, bytes) else repr(value).encode()
+        h.update(b"%s:%d:" % (type(value).__name__.encode(), len(text)) + text)
+    elif isinstance(value, torch.Tensor):
+        if value.layout != torch.strided:
+            raise TypeError(f"{where} is a {value.layout} tensor; checkpoints hold dense ones")
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"tensor:{value.dtype}:{tuple(value.shape)}:".encode())
+        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    elif isinstance(value, dict):
+        h.update(b"dict:%d:" % len(value))
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise TypeError(f"{where} has a key {key!r}; checkpoint keys are str or int")
+            _feed(h, key, where)
+            _feed(h, item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        h.update(b"%s:%d:" % (type(value).__name__.encode(), len(value)))
+        for i, item in enumerate(value):
+            _feed(h, item, f"{where}[{i}]")
+    else:
+        raise TypeError(
+            f"{where} is a {type(value).__name__}; a checkpoint holds only plain data "
+            "(tensors, numbers, strings, None, lists, tuples and dicts of them)"
+        )
 
 
 def save(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Writes ``state`` to ``path`` atomically and returns the path."""
+    """Writes ``state`` to ``path`` atomically, with its digest, and returns the path.
+
+    Raises:
+        TypeError: ``state`` is not a dict or holds something other than plain data
+            (checked before anything is written).
+    """
+    if not isinstance(state, dict):
+        raise TypeError(f"a checkpoint is a dict of plain data, got {type(state).__name__}")
     path = Path(path)
+    body = {"format": FORMAT, **{k: v for k, v in state.items() if k not in ("format", "digest")}}
+    body["digest"] = digest(body)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda f: torch.save(body, f))
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict:
@@ -48,10 +112,13 @@ def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is truncated, corrupt, holds objects other than plain
-            data, or is not a pyro_vae checkpoint.
+        CheckpointError: (a ``ValueError``) the file is unreadable, truncated,
+            corrupt, edited (its digest does not match), holds objects other than
+            plain data, or is not a pyro_vae checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
@@ -59,14 +126,26 @@ def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu
             # A foreign pickle draws a protocol warning before it is refused or rejected below.
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             state = torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: permission denied") from e
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(
+        raise CheckpointError(
             f"cannot read checkpoint {path}: it is truncated, corrupt or holds objects "
             f"other than plain data ({reason})"
         ) from e
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a pyro_vae checkpoint (expected format {FORMAT!r})")
+    if not isinstance(state, dict) or state.get("format") not in (FORMAT, *_OLDER_FORMATS):
+        raise CheckpointError(f"{path} is not a pyro_vae checkpoint (expected format {FORMAT!r})")
+    if state["format"] == FORMAT:
+        stored = state.pop("digest", None)
+        try:
+            actual = digest(state)
+        except TypeError as e:
+            raise CheckpointError(f"{path} holds objects other than plain data: {e}") from e
+        if stored != actual:
+            raise CheckpointError(
+                f"{path} is damaged or was edited: its contents do not match its digest"
+            )
     return state
 
 

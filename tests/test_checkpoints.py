@@ -81,3 +81,61 @@ def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
     checkpoints.save({"rng": state}, tmp_path / "ck.pt")
     checkpoints.set_rng_state(checkpoints.load(tmp_path / "ck.pt")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_an_edited_checkpoint_is_detected_by_its_digest(tmp_path):
+    # Flipping bytes inside a tensor's storage leaves a file torch loads without
+    # complaint; the digest is what notices.
+    path = tmp_path / "ck.pt"
+    checkpoints.save({"params": {"w": torch.zeros(4096)}}, path)
+    raw = bytearray(path.read_bytes())
+    start = raw.find(bytes(4096 * 4))  # the tensor's zero bytes
+    assert start >= 0
+    raw[start + 100] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(checkpoints.CheckpointError, match="damaged or was edited"):
+        checkpoints.load(path)
+
+
+def test_save_refuses_values_that_are_not_plain_data(tmp_path):
+    path = tmp_path / "ck.pt"
+    with pytest.raises(TypeError, match=r"state\['config'\]\['scale'\] is a float64"):
+        checkpoints.save({"config": {"scale": np.float64(0.5)}}, path)
+    with pytest.raises(TypeError, match="a checkpoint is a dict"):
+        checkpoints.save([1, 2], path)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_digest_tells_apart_values_that_print_alike():
+    assert checkpoints.digest({"a": 1}) != checkpoints.digest({"a": 1.0})
+    assert checkpoints.digest({"a": [1, 2]}) != checkpoints.digest({"a": (1, 2)})
+    assert checkpoints.digest(torch.zeros(2, 3)) != checkpoints.digest(torch.zeros(3, 2))
+    assert checkpoints.digest(torch.zeros(2)) != checkpoints.digest(torch.zeros(2).double())
+    assert checkpoints.digest({"a": torch.ones(2)}) == checkpoints.digest({"a": torch.ones(2)})
+
+
+def test_a_folder_or_an_unreadable_file_gets_a_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(checkpoints.CheckpointError, match="is a folder"):
+        checkpoints.load(tmp_path)
+    path = tmp_path / "ck.pt"
+    checkpoints.save({"epoch": 1}, path)
+
+    def unreadable(*args, **kwargs):  # what open() raises for mode 000, even under root's CI
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(torch, "load", unreadable)
+    with pytest.raises(checkpoints.CheckpointError, match="permission denied"):
+        checkpoints.load(path)
+
+
+def test_a_checkpoint_of_the_older_format_still_loads(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"format": "pyro_vae/checkpoint-v1", "epoch": 2}, path)
+    assert checkpoints.load(path)["epoch"] == 2
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
+    (tmp_path / ".checkpoint.pt.abc.tmp").write_bytes(b"half a file")
+    checkpoints.save({"epoch": 1}, tmp_path / "checkpoint.pt")
+    checkpoints.remove_stale_temporaries(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]

@@ -1,0 +1,74 @@
+"""The files of a training run, each written so that a crash never leaves half of one.
+
+A run folder holds ``config.json`` (the run's settings), ``log.csv`` (one row per
+finished epoch), ``checkpoint.pt`` (the latest state, for resuming) and
+``best.pt`` (the parameters of the best validation loss). Every file is written
+to a temporary file and renamed into place. ``checkpoint.pt`` is the one source
+of truth: on resume, ``log.csv`` is rewritten from the history it holds, so rows
+of work lost to a crash never linger in the log.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ._atomic import remove_stale_temporaries, write_atomically
+
+__all__ = ["RunFolder", "LOG_COLUMNS", "CHECKPOINT", "BEST"]
+
+LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "seconds")
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+class RunFolder:
+    """The paths of a run and the writes that keep them consistent."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.path = Path(out)
+        self.checkpoint = self.path / CHECKPOINT
+        self.best = self.path / BEST
+        self.log = self.path / "log.csv"
+        self.config = self.path / "config.json"
+
+    def check(self, *, resume: bool, overwrite: bool) -> None:
+        """Refuses a start that would clobber a run, or a resume with nothing to resume.
+
+        Raises:
+            FileExistsError: a run is there, and neither ``resume`` nor ``overwrite``.
+            FileNotFoundError: ``resume`` without a checkpoint.
+            NotADirectoryError: ``out`` is a file.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise NotADirectoryError(f"out={str(self.path)!r} is a file, not a folder")
+        if not resume and self.checkpoint.exists() and not overwrite:
+            raise FileExistsError(
+                f"{self.path} already holds a run ({CHECKPOINT}); resume it, "
+                "choose another folder, or allow overwriting it"
+            )
+        if resume and not self.checkpoint.exists():
+            raise FileNotFoundError(f"cannot resume: no {CHECKPOINT} in {self.path}")
+
+    def start(self, config: dict[str, Any], *, resume: bool) -> None:
+        """Creates the folder, writes ``config.json``; a fresh start clears the old run's files."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path)
+        if not resume:
+            for stale in (self.checkpoint, self.best):
+                stale.unlink(missing_ok=True)
+            self.write_log([])
+        text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+        write_atomically(self.config, lambda f: f.write(text.encode()))
+
+    def write_log(self, rows: list[dict[str, float]]) -> None:
+        """Replaces ``log.csv`` by a header and ``rows``."""
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(LOG_COLUMNS)
+        writer.writerows([row[c] for c in LOG_COLUMNS] for row in rows)
+        write_atomically(self.log, lambda f: f.write(text.getvalue().encode()))
