@@ -21,7 +21,7 @@ from . import (
     priors,
 )
 from .compare import Comparison, compare
-from .train import History, fit
+from .train import History, NonFiniteLossError, fit
 from .vae import VAE, HierarchicalVAE
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "HierarchicalVAE",
     "History",
     "fit",
+    "NonFiniteLossError",
     "compare",
     "Comparison",
     "checkpoints",

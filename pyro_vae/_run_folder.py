@@ -42,10 +42,10 @@ class RunFolder:
         Raises:
             FileExistsError: a run is there, and neither ``resume`` nor ``overwrite``.
             FileNotFoundError: ``resume`` without a checkpoint.
-            NotADirectoryError: ``out`` is a file.
+            ValueError: ``out`` is a file.
         """
         if self.path.exists() and not self.path.is_dir():
-            raise NotADirectoryError(f"out={str(self.path)!r} is a file, not a folder")
+            raise ValueError(f"out={str(self.path)!r} is a file, not a folder")
         if not resume and self.checkpoint.exists() and not overwrite:
             raise FileExistsError(
                 f"{self.path} already holds a run ({CHECKPOINT}); resume it, "

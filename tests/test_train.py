@@ -195,6 +195,13 @@ def test_a_non_finite_loss_stops_training_with_the_step_named():
         (binary_data(), {"valid": torch.rand(5, 12)}, ValueError, "valid has values outside"),
         (binary_data(), {"device": "tpu:x"}, ValueError, "device must be"),
         (binary_data().numpy(), {}, TypeError, "torch.Tensor"),
+        (binary_data(), {"on_nonfinite": "skip"}, ValueError, "on_nonfinite must be one of"),
+        (binary_data(), {"checkpoint_every": 5}, ValueError, "checkpoint_every needs a run"),
+        (binary_data(), {"clip_grad_norm": -1.0}, ValueError, "clip_grad_norm must be a positive"),
+        (binary_data(), {"max_rollbacks": 0}, ValueError, "max_rollbacks must be a positive"),
+        (binary_data(), {"config": {"f": print}}, TypeError, "config must hold only JSON data"),
+        (binary_data(), {"config": [1]}, TypeError, "config must be a dict"),
+        (binary_data(), {"binarize": "yes"}, TypeError, "binarize must be True or False"),
     ],
 )
 def test_bad_arguments_are_named(data, kwargs, error, match):
