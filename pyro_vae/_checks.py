@@ -1,26 +1,107 @@
-"""Validation of user data at the public boundary, with errors that name the problem."""
+"""Validation of user input at the public boundary, with errors that name the argument.
+
+Every check raises ``TypeError`` (wrong kind of value) or ``ValueError`` (right kind,
+wrong value) with a message of the form ``"<name> must be <what>, got <value>"``, so
+that a bad argument never surfaces as an error from deep inside torch.
+"""
 
 from __future__ import annotations
 
+import itertools
+import numbers
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import torch
 
-from .likelihoods import Likelihood
+if TYPE_CHECKING:
+    from .likelihoods import Likelihood
 
-__all__ = ["check_data", "check_positive_int", "check_positive_float"]
+__all__ = [
+    "check_data",
+    "check_positive_int",
+    "check_positive_float",
+    "check_number",
+    "check_activation",
+    "check_sizes",
+    "check_shape",
+    "check_latents",
+    "check_sample",
+    "check_net_input",
+    "check_event_shape",
+    "check_vae_data",
+    "check_programs_and_data",
+    "check_output_path",
+    "model_event_shape",
+]
 
 
 def check_positive_int(name: str, value: object) -> int:
+    """``value`` as an int ≥ 1; ``True``, 2.5 and ``"3"`` are refused."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
 def check_positive_float(name: str, value: object) -> float:
+    """``value`` as a finite float > 0 (an int or a float, not a bool)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     if value == float("inf"):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return float(value)
+
+
+def check_number(name: str, value: object) -> float:
+    """``value`` as a float: a real number or a 0-dimensional real tensor, not a bool.
+
+    Only the type is checked here; callers check the range with their own message.
+    """
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_complex():
+        if value.dtype != torch.bool:
+            return float(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def check_activation(activation: Any) -> Any:
+    """A constructor of a nonlinearity, such as ``nn.ReLU`` (called once per layer)."""
+    if not callable(activation):
+        raise TypeError(
+            f"activation must be a callable returning an nn.Module (such as nn.ReLU), "
+            f"got {activation!r}"
+        )
+    return activation
+
+
+def check_sizes(
+    name: str, value: object, *, allow_empty: bool = False, indexed: bool = True
+) -> list[int]:
+    """A list or tuple of positive integers, such as hidden widths ``[512, 256]``; a bad
+    entry is named ``name[i]`` (``indexed``) or ``name``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list of positive integers, got {value!r}")
+    sizes = [
+        check_positive_int(f"{name}[{i}]" if indexed else name, v) for i, v in enumerate(value)
+    ]
+    if not sizes and not allow_empty:
+        raise ValueError(f"{name} must hold at least one positive integer, got {value!r}")
+    return sizes
+
+
+def check_shape(name: str, value: object, length: int | None = None) -> tuple[int, ...]:
+    """A shape of positive integers, of ``length`` entries when given (``(C, H, W)``: 3)."""
+    what = f"{length} positive integers" if length else "positive integers"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a shape of {what}, got {value!r}")
+    shape = tuple(value)
+    ok = all(not isinstance(s, bool) and isinstance(s, int) and s >= 1 for s in shape)
+    if not shape or not ok or (length is not None and len(shape) != length):
+        raise ValueError(f"{name} must be a shape of {what}, got {value!r}")
+    return shape
 
 
 def check_data(
@@ -63,3 +144,170 @@ def check_data(
             f"max {x.max().item():g}{likelihood.support_hint}"
         )
     return x
+
+
+def check_latents(name: str, z: object, latent_dim: int | None = None) -> torch.Tensor:
+    """A floating tensor of latent codes ``(*batch, latent_dim)`` without NaN or Inf."""
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
+    if not z.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {z.dtype}")
+    if z.dim() < 1 or (latent_dim is not None and z.shape[-1] != latent_dim):
+        size = latent_dim if latent_dim is not None else "latent_dim"
+        raise ValueError(f"{name} must have shape (*batch, {size}), got {tuple(z.shape)}")
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return z
+
+
+def check_sample(name: str, value: object, size: int) -> torch.Tensor:
+    """A floating tensor whose last dimension is ``size``; fast: no pass over the values."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {value.dtype}")
+    if value.dim() < 1 or value.shape[-1] != size:
+        raise ValueError(f"{name} must have shape (*batch, {size}), got {tuple(value.shape)}")
+    return value
+
+
+def check_event_shape(name: str, q: Any, event_shape: tuple[int, ...]) -> Any:
+    """A distribution with event shape ``event_shape``."""
+    if not isinstance(q, torch.distributions.Distribution):
+        raise TypeError(f"{name} must be a torch Distribution, got {type(q).__name__}")
+    if tuple(q.event_shape) != tuple(event_shape):
+        raise ValueError(
+            f"{name} must have event shape {tuple(event_shape)}, got {tuple(q.event_shape)}"
+        )
+    return q
+
+
+def check_net_input(net: torch.nn.Module, x: torch.Tensor, width: int | None) -> torch.Tensor:
+    """Inputs of the network's dtype, of shape ``(*batch, width)`` unless ``width`` is None."""
+    name = type(net).__name__
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} expects a torch.Tensor, got {type(x).__name__}")
+    if width is not None and (x.dim() < 1 or x.shape[-1] != width):
+        raise ValueError(
+            f"{name} expects inputs of shape (*batch, {width}), got shape {tuple(x.shape)}"
+        )
+    weight = next(net.parameters(), None)
+    if weight is not None and x.dtype != weight.dtype and not _autocast(x.device.type):
+        raise TypeError(f"{name} expects inputs of dtype {weight.dtype}, got {x.dtype}")
+    return x
+
+
+def _autocast(device_type: str) -> bool:
+    """Whether torch.autocast casts the inputs of layers on this device type."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch before 2.4 takes no device type
+        return torch.is_autocast_enabled()
+
+
+def _floating_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    return [t for t in tensors if t.is_floating_point()]  # not index buffers
+
+
+def model_event_shape(vae: Any) -> torch.Size | None:
+    """The event shape of a VAE's data: the likelihood's on a batch of no latents, or
+    ``None`` for a decoder that cannot run on an empty batch.
+
+    No row goes through the decoder, no random number is drawn (a lazy layer
+    materialising here draws from a forked stream) and no batch statistics move
+    (the likelihood's modules run in eval mode, then get their modes back).
+    """
+    tensors = _floating_tensors(vae)
+    dtype = tensors[0].dtype if tensors else torch.get_default_dtype()
+    device = tensors[0].device if tensors else torch.device("cpu")
+    z = torch.zeros(0, vae.latent_dim, dtype=dtype, device=device)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    modes = {module: module.training for module in vae.likelihood.modules()}
+    try:
+        vae.likelihood.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            return vae.likelihood(z).event_shape
+    except (RuntimeError, ValueError, IndexError, TypeError):
+        return None  # the evaluation itself will say what does not fit
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+def check_vae_data(vae: Any, x: object, name: str = "x", *, support: bool = True) -> torch.Tensor:
+    """Checks data against a VAE: a floating tensor ``(N, *event_shape)`` of the VAE's
+    dtype and device, finite, with the likelihood's event shape and, with ``support``,
+    values in the likelihood's support.
+
+    Raises:
+        TypeError: not a tensor, or another dtype than the VAE's parameters.
+        ValueError: wrong shape, device, NaN or Inf, or values outside the support.
+    """
+    x = check_data(x, name)
+    tensors = _floating_tensors(vae)
+    dtypes = {t.dtype for t in tensors}
+    if dtypes and dtypes != {x.dtype}:
+        names = ", ".join(sorted(str(d) for d in dtypes))
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the VAE's parameters are {names}; convert one "
+            f"of them ({name}.to({tensors[0].dtype}) or vae.to({x.dtype}))"
+        )
+    devices = {t.device for t in tensors}
+    if devices and devices != {x.device}:
+        device = tensors[0].device
+        raise ValueError(
+            f"{name} is on {x.device} but the VAE is on {device}; move it with "
+            f"{name}.to({str(device)!r})"
+        )
+    likelihood = vae.likelihood if support else None
+    return check_data(x, name, likelihood=likelihood, event_shape=model_event_shape(vae))
+
+
+def check_output_path(name: str, path: object, *, folder: bool) -> Path:
+    """A path where a folder (``folder=True``) or a file can be created or replaced.
+
+    Nothing is created. The path must not be a file where a folder is wanted (or a
+    folder where a file is), and its nearest existing ancestor must be a folder this
+    process may write in.
+
+    Raises:
+        TypeError: not a str or path.
+        ValueError: empty, or a file or folder stands in the way.
+        PermissionError: no write permission where the path would be created.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {path!r}")
+    p = Path(path)
+    if not str(path).strip():
+        raise ValueError(f"{name} must be a non-empty path, got {str(path)!r}")
+    if folder and p.exists() and not p.is_dir():
+        raise ValueError(f"{name}={str(p)!r} is a file; expected a folder")
+    if not folder and p.is_dir():
+        raise ValueError(f"{name}={str(p)!r} is a folder; expected a file path")
+    probe = p if folder else p.parent
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{name}={str(p)!r} cannot be created: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"{name}={str(p)!r} cannot be written: no write permission in {probe}"
+        )
+    return p
+
+
+def check_programs_and_data(model: Any, guide: Any, x: object, *, guide_only: bool = False):
+    """Checks the programs and ``x``; for one VAE's own programs, ``x`` against the VAE:
+    dtype, device, event shape and, unless ``guide_only``, the likelihood's support."""
+    for name, program in (
+        (("guide", guide),) if guide_only else (("model", model), ("guide", guide))
+    ):
+        if not callable(program):
+            raise TypeError(f"{name} must be a Pyro program (a callable of x), got {program!r}")
+    from .vae import VAE  # here: vae.py imports this module
+
+    vae = getattr(guide, "__self__", None)
+    if isinstance(vae, VAE) and (guide_only or getattr(model, "__self__", None) is vae):
+        return check_vae_data(vae, x, "x", support=not guide_only)
+    return check_data(x)

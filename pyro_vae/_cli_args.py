@@ -16,18 +16,50 @@ NETS = ("mlp", "conv")
 BINARIZE = ("dynamic", "static", "none")
 
 
+_MAX_INT = 2**63 - 1  # sizes beyond int64 cannot be tensor sizes
+_MAX_FLOAT = 3.4e38  # the learning rate and scales are float32
+_MAX_FLOWS = 1000
+
+
 class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line; ``context`` is appended to them."""
+
+    context: str | None = None
+    commands: dict[str, argparse.ArgumentParser]
+
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        if self.context:
+            message = f"{message} ({self.context})"
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except (ValueError, TypeError):
+        return None  # also for text of more than 4300 digits
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
+    value = _int(text)
+    if value is None or not 1 <= value <= _MAX_INT:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _num_flows(text: str) -> int:
+    value = _int(text)
+    if value is None or not 1 <= value <= _MAX_FLOWS:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 1 to {_MAX_FLOWS}, got {text!r}"
+        )
+    return value
+
+
+def _seed(text: str) -> int:
+    value = _int(text)
+    if value is None or not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, got {text!r}")
     return value
 
 
@@ -36,19 +68,29 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not (0 < value <= _MAX_FLOAT):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number up to {_MAX_FLOAT:g}, got {text!r}"
+        )
     return value
 
 
 def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
+    values = [_int(v) for v in text.split(",")]
+    if any(v is None or not 1 <= v <= _MAX_INT for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers like 512,256, got {text!r}")
-    return values
+    return values  # type: ignore[return-value]
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE.json",
+        help="read options from a JSON object whose keys are this command's long option "
+        'names (latent_dim or latent-dim) and values as on the command line, e.g. {"hidden": '
+        '[256, 128], "lr": 0.001, "no_progress": true}; options given on the command line win',
+    )
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -63,7 +105,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="folder (or mnist.npz path) holding full MNIST; "
         "default: $PYRO_VAE_DATA, then ~/.cache/pyro_vae",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**32 - 1 (default: 0)")
 
 
 def _add_eval(p: argparse.ArgumentParser, num_samples: int) -> None:
@@ -135,9 +177,10 @@ def _add_model(
     p.add_argument("--learn-scale", action="store_true", help="learn the likelihood's scale")
     p.add_argument(
         "--num-flows",
-        type=_positive_int,
+        type=_num_flows,
         default=2,
-        help="steps of the iaf and coupling guides and of the flow prior (default: 2)",
+        help=f"steps of the iaf and coupling guides and of the flow prior, 1 to {_MAX_FLOWS} "
+        "(default: 2)",
     )
     p.add_argument(
         "--components",
@@ -163,7 +206,10 @@ def _add_model(
         "--batch-size", type=_positive_int, default=100, help="examples per step (default: 100)"
     )
     p.add_argument(
-        "--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 0.001)"
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help="Adam learning rate (default: 0.001; with train --resume, the run's own)",
     )
     p.add_argument(
         "--binarize",
@@ -210,10 +256,32 @@ def make_parser(
     )
     train.add_argument("--out", default="runs/latest", help="run folder (default: runs/latest)")
     train.add_argument(
-        "--resume", action="store_true", help="continue the run saved in --out up to --epochs"
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --out up to --epochs, exactly where it stopped",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=None,
+        help="also save checkpoint.pt every N steps within an epoch (default: at epoch ends)",
+    )
+    train.add_argument(
+        "--on-nonfinite",
+        choices=("stop", "rollback"),
+        default="stop",
+        help="a step with a NaN or infinite loss or gradient is never applied; stop the run, "
+        "or roll back to the last checkpoint and go on with fresh draws (default: stop)",
+    )
+    train.add_argument(
+        "--clip-grad-norm",
+        type=_positive_float,
+        default=None,
+        help="clip the gradients' joint 2-norm to this before each update (default: no clipping)",
     )
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress output")
+    _add_config(train)
     _add_common(train)
     _add_eval(train, 1000)
 
@@ -284,6 +352,8 @@ def make_parser(
     cmp.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
     cmp.add_argument("--overwrite", action="store_true", help="replace a comparison in --out")
     cmp.add_argument("--no-progress", action="store_true", help="no progress output")
+    _add_config(cmp)
     _add_common(cmp)
     _add_eval(cmp, 5000)
+    parser.commands = {"train": train, "evaluate": ev, "sample": sm, "compare": cmp}
     return parser

@@ -10,7 +10,7 @@ import pyro.infer
 import torch
 
 from . import objectives
-from ._checks import check_data
+from ._checks import check_data, check_positive_float
 from .vae import VAE
 
 __all__ = [
@@ -20,8 +20,30 @@ __all__ = [
     "objective_label",
     "check_inputs",
     "check_config",
+    "check_learning_rate",
+    "check_seed",
     "first_batch",
 ]
+
+
+_FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
+def check_learning_rate(lr: object) -> float:
+    """A positive learning rate that Adam can hold in float32."""
+    lr = check_positive_float("lr", lr)
+    if lr > _FLOAT32_MAX:
+        raise ValueError(f"lr must be at most {_FLOAT32_MAX:.3g} (float32's largest), got {lr!r}")
+    return lr
+
+
+def check_seed(seed: object) -> int | None:
+    """``None``, or an integer seed in [0, 2**32) as NumPy's generator needs."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    return seed
 
 
 def check_config(config: Any) -> dict[str, Any]:
@@ -111,6 +133,8 @@ def check_inputs(
             check_data(valid, "valid", likelihood=vae.likelihood, event_shape=event_shape)
     elif valid is not None:
         check_data(valid, "valid", event_shape=data.shape[1:])
+    if valid is not None and valid.dtype != data.dtype:
+        raise TypeError(f"valid has dtype {valid.dtype} but data has {data.dtype}; convert one")
     if binarize and not bool(((data >= 0) & (data <= 1)).all()):
         raise ValueError(
             "binarize=True draws x ~ Bernoulli(data): data must hold intensities in [0, 1], "
@@ -122,5 +146,3 @@ def first_batch(data: torch.Tensor, batch_size: int, binarize: bool) -> torch.Te
     """A batch to create parameters from, drawn without touching any generator."""
     batch = data[: min(batch_size, data.shape[0])]
     return (batch > 0.5).to(batch.dtype) if binarize else batch
-
-

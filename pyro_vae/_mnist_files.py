@@ -224,9 +224,11 @@ def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
             keys = list(npz.files)
             arrays = {key: npz[key] for key in _NPZ_KEYS if key in keys}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        # numpy takes any non-zip file for a pickle, and its advice to unpickle it is not ours.
+        reason = "not a zip archive" if "pickled" in str(error) else error
         raise ValueError(
-            f"cannot read MNIST file {path} as a .npz archive ({error}); the file may be "
-            "truncated or corrupt"
+            f"cannot read MNIST file {path} as a .npz archive ({reason}); the file may be "
+            f"truncated or corrupt: delete it, or replace it with a good copy of {_NPZ_NAME}"
         ) from error
     missing = [key for key in _NPZ_KEYS if key not in arrays]
     if missing:

@@ -191,9 +191,7 @@ def materialize_program_params(trainer: Trainer, example: torch.Tensor) -> None:
         trainer.model(example)
 
 
-def check_resumable(
-    state: dict[str, Any], data: torch.Tensor, batch_size: int, path: Path
-) -> None:
+def check_resumable(state: dict[str, Any], data: torch.Tensor, batch_size: int, path: Path) -> None:
     """Refuses to resume on other data or batches, which would silently break exactness."""
     shape = state.get("data_shape")
     if shape is not None and list(data.shape) != list(shape):

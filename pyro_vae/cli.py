@@ -23,8 +23,12 @@ import torch
 from torch import nn
 
 from . import checkpoints, data, evaluate, guides, likelihoods, nets, plots, priors
-from ._cli_args import LIKELIHOODS, NETS
+from ._atomic import write_atomically
+from ._checks import check_output_path
+from ._cli_args import BINARIZE, LIKELIHOODS, NETS
 from ._cli_args import make_parser as _make_parser
+from ._cli_checks import OutputGuard, check_run_config, too_large
+from ._cli_config import apply_config
 from .compare import compare
 from .train import fit
 from .vae import VAE
@@ -90,12 +94,6 @@ def _prior(config: dict[str, Any], guide: guides.Guide, latent: int) -> priors.P
     return priors.FlowPrior(latent, num_flows=int(config.get("num_flows", 2)))
 
 
-def _choose(kind: str, name: str, choices: Sequence[str]) -> str:
-    if name not in choices:
-        raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(choices)}")
-    return name
-
-
 def build_vae(config: dict[str, Any]) -> VAE:
     """Builds the VAE that a run's config names.
 
@@ -104,13 +102,16 @@ def build_vae(config: dict[str, Any]) -> VAE:
     Gaussian, Laplace and discretized-logistic likelihoods ``scale`` and ``learn_scale``;
     optionally ``num_flows`` (flow guides and prior, default 2) and ``components``
     (mixture components, default 10, or VampPrior pseudo-inputs, default 500).
+
+    Raises:
+        TypeError, ValueError: a key is missing or has a value of the wrong type or range.
     """
-    _choose("prior", config["prior"], PRIORS)
-    _choose("guide", config["guide"], GUIDES)
-    _choose("likelihood", config["likelihood"], LIKELIHOODS)
+    choices = {"dataset": data.DATASETS, "prior": PRIORS, "guide": GUIDES}
+    choices |= {"likelihood": LIKELIHOODS, "net": NETS, "binarization": BINARIZE}
+    check_run_config(config, RUN_KEYS, choices)
     latent, shape = int(config["latent_dim"]), tuple(config["image_shape"])
     size = math.prod(shape)
-    if _choose("net", config["net"], NETS) == "mlp":
+    if config["net"] == "mlp":
         hidden = list(config["hidden"])
         encoder, decoder = nets.MLP(size, hidden), nets.MLP(latent, hidden[::-1], size)
     else:
@@ -202,14 +203,29 @@ def _train_data(config: dict[str, Any], args: argparse.Namespace) -> torch.Tenso
 
 def _train(args: argparse.Namespace) -> None:
     device = _device(args.device)
+    out = check_output_path("--out", args.out, folder=True)
     config = _model_config(args)
-    binarize = config["binarization"]
-    info = data.info(args.dataset)
     pyro.set_rng_seed(args.seed)
     train_x = _train_data(config, args)
-    valid_x = _eval_data(config, "valid", args.data_dir)
+    splits = train_x, _eval_data(config, "valid", args.data_dir)
+    splits += (_eval_data(config, "test", args.data_dir),)
     vae = build_vae(config)
-    out = Path(args.out)
+    # Nothing is created before this point; a failure from here on removes what this
+    # call created, unless it finished an epoch (checkpoint.pt), which --resume continues.
+    with OutputGuard(out, keep_checkpoints=True):
+        _fit_and_report(vae, splits, config, args, device, out)
+
+
+def _fit_and_report(
+    vae: VAE,
+    splits: tuple[torch.Tensor, ...],
+    config: dict[str, Any],
+    args: argparse.Namespace,
+    device: torch.device,
+    out: Path,
+) -> None:
+    info = data.info(args.dataset)
+    train_x, valid_x, test_x = splits
     history = fit(
         vae,
         train_x,
@@ -219,7 +235,10 @@ def _train(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        binarize=binarize == "dynamic",
+        checkpoint_every=args.checkpoint_every,
+        on_nonfinite=args.on_nonfinite,
+        clip_grad_norm=args.clip_grad_norm,
+        binarize=config["binarization"] == "dynamic",
         patience=args.patience,
         seed=args.seed,
         device=device,
@@ -234,10 +253,10 @@ def _train(args: argparse.Namespace) -> None:
         f"trained {history.rows[-1]['epoch']} epochs; best validation loss {best:.2f} "
         f"at epoch {history.best_epoch}"
     )
-    test_x = _eval_data(config, "test", args.data_dir)
     vae.eval()
     metrics = _report(vae, test_x, args, "test")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    text = json.dumps(metrics, indent=2) + "\n"
+    write_atomically(out / "metrics.json", lambda f: f.write(text.encode()))
     figures = [
         plots.save_samples(vae, info.image_shape, out / "samples.png"),
         plots.save_reconstructions(vae, test_x, info.image_shape, out / "reconstructions.png"),
@@ -249,16 +268,20 @@ def _train(args: argparse.Namespace) -> None:
 def _load_run(path: str, device: torch.device) -> tuple[VAE, dict[str, Any]]:
     state = checkpoints.load(path, map_location=device)
     config = state.get("config", {})
+    config = config if isinstance(config, dict) else {}
     missing = set(RUN_KEYS) - set(config)
     if missing:
         raise ValueError(
             f"{path} was not written by `pyro-vae train`: its config lacks "
             f"{', '.join(sorted(missing))}"
         )
-    vae = build_vae(config).to(device)
+    try:
+        vae = build_vae(config).to(device)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path} names a model that cannot be built: {e}") from e
     try:
         vae.load_state_dict(state["params"])
-    except (RuntimeError, KeyError) as e:
+    except (RuntimeError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: its parameters do not fit the model its config names") from e
     vae.eval()
     return vae, config
@@ -273,6 +296,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _sample(args: argparse.Namespace) -> None:
     device = _device(args.device)
+    if args.out is not None:
+        plots._check_path(args.out, "--out")  # noqa: SLF001
     pyro.set_rng_seed(args.seed)
     vae, config = _load_run(args.checkpoint, device)
     out = args.out or Path(args.checkpoint).with_name(f"samples-{args.seed}.png")
@@ -281,20 +306,35 @@ def _sample(args: argparse.Namespace) -> None:
 
 def _compare(args: argparse.Namespace) -> None:
     device = _device(args.device)
+    out = check_output_path("--out", args.out, folder=True)
     config = _model_config(args)
     pyro.set_rng_seed(args.seed)
     train_x = _train_data(config, args)
     valid_x = _eval_data(config, "valid", args.data_dir)
     test_x = _eval_data(config, "test", args.data_dir)[: args.test_examples]
+    vae = build_vae(config)
+    with OutputGuard(out):  # a failed comparison leaves nothing behind
+        _compare_and_report(vae, train_x, valid_x, test_x, config, args, device)
+
+
+def _compare_and_report(
+    vae: VAE,
+    train_x: torch.Tensor,
+    valid_x: torch.Tensor,
+    test_x: torch.Tensor,
+    config: dict[str, Any],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> None:
     result = compare(
-        build_vae(config),
+        vae,
         train_x,
         valid=valid_x,
         test=test_x,
         objectives=args.objectives,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        lr=args.lr,
+        lr=args.lr if args.lr is not None else 1e-3,
         binarize=config["binarization"] == "dynamic",
         seed=args.seed,
         device=device,
@@ -312,15 +352,33 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit code (2 for bad arguments or input)."""
-    args = make_parser().parse_args(argv)
+    """Runs the command line; returns the exit code.
+
+    Bad arguments, bad input (data, files, checkpoints, ``--config``) and sizes too
+    large to allocate give one line on stderr and exit code 2 (argparse's errors
+    raise ``SystemExit(2)``); a command that fails leaves no partial output behind.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) is not None:
+        args = apply_config(parser, args, argv)
     command = {"train": _train, "evaluate": _evaluate, "sample": _sample, "compare": _compare}[
         args.command
     ]
     try:
         command(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
-        message = " ".join(str(e).split())
-        print(f"pyro-vae {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    return 0
+    except KeyboardInterrupt:
+        resume = " (resume it with --resume)" if args.command == "train" else ""
+        print(f"pyro-vae {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, FloatingPointError) as e:
+        message = str(e) or type(e).__name__
+    except (RuntimeError, MemoryError) as e:
+        message = too_large(e)
+        if message is None:
+            raise
+    else:
+        return 0
+    print(f"pyro-vae {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2

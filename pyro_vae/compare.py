@@ -35,7 +35,13 @@ import torch
 
 from . import evaluate, gradients, plots
 from . import objectives as objectives_module
-from ._checks import check_data, check_positive_int
+from ._checks import (
+    check_output_path,
+    check_positive_float,
+    check_positive_int,
+    check_sizes,
+    check_vae_data,
+)
 from .objectives import ObjectiveSpec
 from .train import History, fit
 from .vae import VAE
@@ -202,6 +208,29 @@ def _measure(
     return row
 
 
+def _check_budget(
+    epochs: object,
+    batch_size: object,
+    lr: object,
+    seed: object,
+    device: object,
+    eval_batch_size: object,
+) -> None:
+    """The training budget and set-up of :func:`compare`, checked before any work."""
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
+    check_positive_float("lr", lr)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    if eval_batch_size is not None:
+        check_positive_int("eval_batch_size", eval_batch_size)
+    if device is not None:
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from e
+
+
 def compare(
     vae: VAE,
     train: torch.Tensor,
@@ -250,16 +279,29 @@ def compare(
     if not isinstance(vae, VAE):
         raise TypeError(f"compare needs a pyro_vae.VAE, got {type(vae).__name__}")
     specs = objectives_module.parse_list(objectives)
-    bound_ks = tuple(sorted({check_positive_int("bound_ks", k) for k in bound_ks}))
-    gradient_ks = tuple(sorted({check_positive_int("gradient_ks", k) for k in gradient_ks}))
+    bound_ks = tuple(
+        sorted(set(check_sizes("bound_ks", bound_ks, allow_empty=True, indexed=False)))
+    )
+    gradient_ks = tuple(
+        sorted(set(check_sizes("gradient_ks", gradient_ks, allow_empty=True, indexed=False)))
+    )
     num_samples = check_positive_int("num_samples", num_samples)
     gradient_draws = check_positive_int("gradient_draws", gradient_draws)
     gradient_batch_size = check_positive_int("gradient_batch_size", gradient_batch_size)
     if not bound_ks:
         raise ValueError("bound_ks must hold at least one K")
+    _check_budget(epochs, batch_size, lr, seed, device, eval_batch_size)
+    for name, flag in (("binarize", binarize), ("overwrite", overwrite), ("progress", progress)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
     for name, x in (("train", train), ("valid", valid), ("test", test)):
-        check_data(x, name)
-    out = Path(out) if out is not None else None
+        check_vae_data(vae, x, name, support=not binarize)
+        if binarize and not bool(((x >= 0) & (x <= 1)).all()):
+            raise ValueError(
+                f"binarize=True draws Bernoulli(intensity): {name} must hold intensities in "
+                f"[0, 1], found min {x.min().item():g}, max {x.max().item():g}"
+            )
+    out = check_output_path("out", out, folder=True) if out is not None else None
     if out is not None and (out / "comparison.csv").exists() and not overwrite:
         raise FileExistsError(
             f"{out} already holds a comparison; choose another folder or overwrite"

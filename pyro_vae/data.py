@@ -326,6 +326,10 @@ def _draw_bernoulli(x: torch.Tensor, generator: torch.Generator | None) -> torch
 
 
 def _load_arrays(name: str, root: str | os.PathLike[str] | None, download: bool) -> _Arrays:
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path (str or os.PathLike) or None, got {root!r}")
+    if not isinstance(download, bool):
+        raise TypeError(f"download must be True or False, got {download!r}")
     if name == "mnist":
         root_path = Path(root).expanduser() if root is not None else None
         return _read_mnist(find_mnist(root_path, _search_dirs, download))

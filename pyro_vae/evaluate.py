@@ -6,6 +6,11 @@ tensor ``x`` of shape ``(N, *event_shape)``; it returns per-example tensors of
 shape ``(N,)`` in nats, builds no gradients, and works through the data in
 batches and through the particles in chunks so that memory stays bounded.
 
+Bad input is refused before any work, with an error naming the argument: ``x``
+must be a finite floating tensor; for a VAE's own programs (``vae.model``,
+``vae.guide``) also of the VAE's dtype, device and event shape and, with the
+model, in the likelihood's support (a guide alone reads any x of that shape).
+
 The importance weight of a sample z_k ~ q(z|x) is w_k = p(x, z_k) / q(z_k|x), so
 
     log p(x) ≈ log (1/K) Σ_k w_k      (a stochastically lower bound, → log p(x) as K → ∞)
@@ -23,7 +28,12 @@ import torch
 from pyro.poutine.util import prune_subsample_sites
 
 from . import _fused, _particles, estimators
-from ._checks import check_data, check_positive_float, check_positive_int
+from ._checks import (
+    check_positive_float,
+    check_positive_int,
+    check_programs_and_data,
+)
+from ._logsumexp import StreamedLogSumExp
 from .guides import location
 
 __all__ = [
@@ -49,6 +59,12 @@ def _sample_sites(trace) -> list[dict]:
     return [s for s in prune_subsample_sites(trace).nodes.values() if s["type"] == "sample"]
 
 
+def _does_not_fit(x: torch.Tensor, error: Exception) -> ValueError:
+    """The error of programs that fail on ``x``, naming x and its shape."""
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return ValueError(f"x of shape {tuple(x.shape)} does not fit the model and guide: {reason}")
+
+
 def _check_program(model: ModelFn, guide: ModelFn, x: torch.Tensor) -> int:
     """Checks the sites on one example and returns the depth of the deepest vectorised plate.
 
@@ -58,8 +74,11 @@ def _check_program(model: ModelFn, guide: ModelFn, x: torch.Tensor) -> int:
     devices = [x.device.index or 0] if x.is_cuda else []
     # The check draws z for one example; it must not shift the random stream.
     with poutine.block(), torch.random.fork_rng(devices=devices):
-        guide_trace = poutine.trace(guide).get_trace(x[:1])
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x[:1])
+        try:
+            guide_trace = poutine.trace(guide).get_trace(x[:1])
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x[:1])
+        except (RuntimeError, IndexError, ValueError) as e:
+            raise _does_not_fit(x, e) from e
     depth = 0
     for program, trace in (("guide", guide_trace), ("model", model_trace)):
         for site in _sample_sites(trace):
@@ -132,12 +151,13 @@ def _log_weight_chunks(
     :mod:`pyro_vae._fused`: the encoder runs once per batch and the chunks draw
     from its q(z|x), the draws Pyro's plate would make. Other programs are traced.
     """
-    check_data(x)
     num_samples = check_positive_int("num_samples", num_samples)
     max_rows = check_positive_int("max_rows", max_rows)
+    if batch_size is not None:
+        check_positive_int("batch_size", batch_size)
+    check_programs_and_data(model, guide, x)
     if batch_size is None:
         batch_size = min(len(x), max_rows)
-    batch_size = check_positive_int("batch_size", batch_size)
     chunk = max(1, max_rows // min(batch_size, len(x)))
     matched = _fused.match(model, guide, (x,), {})
     vae = matched[0] if matched is not None else None
@@ -211,10 +231,10 @@ def log_likelihood(
     References:
         1. Y. Burda, R. Grosse, R. Salakhutdinov. Importance weighted autoencoders. ICLR 2016.
     """
-    sums: dict[int, _LogSumExp] = {}
+    sums: dict[int, StreamedLogSumExp] = {}
     with torch.no_grad():
         for start, log_w in _log_weight_chunks(model, guide, x, num_samples, batch_size, max_rows):
-            sums.setdefault(start, _LogSumExp()).add(log_w)
+            sums.setdefault(start, StreamedLogSumExp()).add(log_w)
     log_sum = torch.cat([s.log_sum for s in sums.values()])
     log_px = log_sum - math.log(num_samples)
     if not return_stderr:
@@ -222,25 +242,9 @@ def log_likelihood(
     if num_samples == 1:
         return log_px, torch.full_like(log_px, float("nan"))
     # Σ_k ŵ_k² = Σ_k w_k² / (Σ_k w_k)²
-    squares = torch.exp(torch.cat([s.log_sum_sq for s in sums.values()]) - 2 * log_sum)
+    squares = torch.cat([s.normalised_sum_sq for s in sums.values()])
     variance = (num_samples * squares - 1) / (num_samples - 1)
     return log_px, variance.clamp(min=0).sqrt()
-
-
-class _LogSumExp:
-    """log Σ_k w_k and log Σ_k w_k² per example, accumulated over chunks of log w ``(k, b)``."""
-
-    def __init__(self) -> None:
-        self.log_sum: torch.Tensor | None = None
-        self.log_sum_sq: torch.Tensor | None = None
-
-    def add(self, log_w: torch.Tensor) -> None:
-        chunk, chunk_sq = torch.logsumexp(log_w, 0), torch.logsumexp(2 * log_w, 0)
-        if self.log_sum is None:
-            self.log_sum, self.log_sum_sq = chunk, chunk_sq
-        else:
-            self.log_sum = torch.logaddexp(self.log_sum, chunk)
-            self.log_sum_sq = torch.logaddexp(self.log_sum_sq, chunk_sq)
 
 
 def elbo(
@@ -294,7 +298,7 @@ def iwae_bounds(
     num_samples = check_positive_int("num_samples", num_samples or max(ks))
     if max(ks) > num_samples:
         raise ValueError(f"num_samples ({num_samples}) must be at least the largest K ({max(ks)})")
-    check_data(x)
+    check_programs_and_data(model, guide, x)
     batch_size = check_positive_int("batch_size", batch_size or max(1, max_rows // num_samples))
     bounds: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
     for start in range(0, len(x), batch_size):
@@ -324,9 +328,9 @@ def elbo_terms(
     Returns:
         ``(reconstruction, kl)``, each of shape ``(N,)``.
     """
-    check_data(x)
     num_samples = check_positive_int("num_samples", num_samples)
     batch_size = check_positive_int("batch_size", batch_size)
+    check_programs_and_data(model, guide, x)
     reconstruction, kl = [], []
     with torch.no_grad():
         depth = _check_program(model, guide, x)
@@ -351,13 +355,16 @@ def unit_activity(
     Returns:
         ``{site name: tensor of shape (latent_dim,)}``, units flattened per site.
     """
-    check_data(x)
     batch_size = check_positive_int("batch_size", batch_size)
+    check_programs_and_data(None, guide, x, guide_only=True)
     means: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad(), poutine.block():
         for start in range(0, len(x), batch_size):
             batch = x[start : start + batch_size]
-            trace = poutine.trace(guide).get_trace(batch)
+            try:
+                trace = poutine.trace(guide).get_trace(batch)
+            except (RuntimeError, IndexError, ValueError) as e:
+                raise _does_not_fit(x, e) from e
             for site in _sample_sites(trace):
                 if not site["is_observed"]:
                     mean = location(site["fn"]).reshape(batch.shape[0], -1)

@@ -30,7 +30,7 @@ import pyro.infer
 import pyro.poutine as poutine
 import torch
 
-from ._checks import check_data, check_positive_int
+from ._checks import check_positive_int, check_programs_and_data
 
 __all__ = ["GradientStats", "parameter_groups", "gradient_stats"]
 
@@ -111,7 +111,7 @@ def gradient_stats(
     Returns:
         ``{"guide": GradientStats, "model": GradientStats}`` (groups without parameters omitted).
     """
-    check_data(x)
+    x = check_programs_and_data(model, guide, x)
     num_draws = check_positive_int("num_draws", num_draws)
     if num_draws < 2:
         raise ValueError(f"num_draws must be at least 2 to estimate a variance, got {num_draws}")

@@ -21,6 +21,7 @@ from pyro.nn import ConditionalAutoRegressiveNN, ConditionalDenseNN
 from torch import nn
 from torch.nn import functional as F
 
+from ._checks import check_number
 from ._flows import ConditionalAffineAutoregressiveStep
 
 __all__ = [
@@ -113,6 +114,7 @@ class DiagonalNormal(Guide):
 
 
 def _check_min_scale(min_scale: float) -> float:
+    min_scale = check_number("min_scale", min_scale)
     if not (min_scale >= 0 and math.isfinite(min_scale)):
         raise ValueError(f"min_scale must be a finite number >= 0, got {min_scale!r}")
     return min_scale
@@ -158,12 +160,25 @@ class FullCovarianceNormal(Guide):
 def _check_flow_arguments(num_flows: int, hidden: Sequence[int] | None, default: int) -> list[int]:
     if isinstance(num_flows, bool) or not isinstance(num_flows, int) or num_flows < 1:
         raise ValueError(f"num_flows must be a positive integer, got {num_flows!r}")
+    if hidden is not None and (
+        isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence)
+    ):
+        raise TypeError(f"hidden must be a non-empty list of positive integers, got {hidden!r}")
     hidden = list(hidden) if hidden is not None else [default]
     if not hidden or not all(
         isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden
     ):
         raise ValueError(f"hidden must be a non-empty list of positive integers, got {hidden!r}")
     return hidden
+
+
+def _check_made_widths(hidden: list[int], latent_dim: int) -> None:
+    """A MADE network (IAF, the flow prior) needs every hidden width ≥ latent_dim."""
+    if min(hidden) < latent_dim:
+        raise ValueError(
+            f"hidden widths of an autoregressive flow must be at least latent_dim={latent_dim}, "
+            f"got {hidden!r}"
+        )
 
 
 class _ConditionalFlowGuide(Guide):
@@ -241,6 +256,7 @@ class InverseAutoregressiveFlow(_ConditionalFlowGuide):
     """
 
     def _step(self, step: int, hidden: list[int], context_dim: int) -> nn.Module:
+        _check_made_widths(hidden, self.latent_dim)
         order = torch.arange(self.latent_dim)
         made = ConditionalAutoRegressiveNN(
             self.latent_dim,

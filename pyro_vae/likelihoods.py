@@ -22,6 +22,8 @@ from torch import nn
 from torch.distributions import constraints
 from torch.nn import functional as F
 
+from ._checks import check_number
+from ._continuous_bernoulli import ContinuousBernoulliDistribution
 from ._discretized import (
     DiscretizedLogisticDistribution,
     UnitGrid,
@@ -88,6 +90,16 @@ class Likelihood(nn.Module, ABC):
                     f"x has shape {tuple(x.shape)} but the likelihood's event shape is "
                     f"{tuple(event)}"
                 )
+            if not x.is_floating_point():
+                raise TypeError(f"x must have a floating dtype, got {x.dtype}")
+            batch = x.shape[: x.dim() - len(event)]
+            try:
+                torch.broadcast_shapes(batch, z.shape[:-1])
+            except RuntimeError:
+                raise ValueError(
+                    f"x has batch shape {tuple(batch)}, which does not broadcast against z's "
+                    f"{tuple(z.shape[:-1])}"
+                ) from None
         return params
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -130,7 +142,9 @@ class ContinuousBernoulli(Likelihood):
     """Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) for intensities x ∈ [0, 1].
 
     log p(x|z) = Σ_i [ x_i log λ_i + (1 - x_i) log(1 - λ_i) + log C(λ_i) ], λ = sigmoid(net(z)),
-    where C(λ) = 2 artanh(1 - 2λ) / (1 - 2λ) normalises the density on [0, 1].
+    where C(λ) = 2 artanh(1 - 2λ) / (1 - 2λ) = ℓ / tanh(ℓ/2), ℓ = net(z), normalises the
+    density on [0, 1]; it is computed from ℓ, exact for any finite ℓ (see
+    :mod:`pyro_vae._continuous_bernoulli`).
 
     References:
         1. G. Loaiza-Ganem, J. P. Cunningham. The continuous Bernoulli: fixing a pervasive
@@ -141,7 +155,9 @@ class ContinuousBernoulli(Likelihood):
     support_description = "values in [0, 1]"
 
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
-        return dist.ContinuousBernoulli(logits=params)
+        # Not torch's own: it clamps λ to [ε, 1 - ε], so its log C(λ) is wrong (0.23 nats per
+        # pixel at logit 20 in float32) once λ saturates; see _continuous_bernoulli.py.
+        return ContinuousBernoulliDistribution(logits=params)
 
 
 class _ScaledLikelihood(Likelihood):
@@ -159,6 +175,9 @@ class _ScaledLikelihood(Likelihood):
         min_scale: float = 1e-3,
     ) -> None:
         super().__init__(net)
+        scale, min_scale = check_number("scale", scale), check_number("min_scale", min_scale)
+        if not isinstance(learn_scale, bool):
+            raise TypeError(f"learn_scale must be True or False, got {learn_scale!r}")
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be a positive finite number, got {scale!r}")
         if not (math.isfinite(min_scale) and 0 <= min_scale < scale):

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ._checks import check_activation, check_net_input, check_positive_int, check_shape, check_sizes
+
 __all__ = ["MLP", "ConvEncoder", "ConvDecoder", "RecurrentEncoder", "RecurrentDecoder"]
 
 Activation = Callable[[], nn.Module]
@@ -29,10 +31,10 @@ Activation = Callable[[], nn.Module]
 CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
-def _check_positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+_check_positive = check_positive_int
+
+_check_activation = check_activation
+_check_input = check_net_input
 
 
 class MLP(nn.Module):
@@ -67,11 +69,12 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         _check_positive("in_features", in_features)
-        hidden = [_check_positive(f"hidden[{i}]", h) for i, h in enumerate(hidden)]
+        hidden = check_sizes("hidden", hidden, allow_empty=True)
         if out_features is not None:
             _check_positive("out_features", out_features)
         elif not hidden:
             raise ValueError("MLP needs at least one hidden layer or an out_features")
+        _check_activation(activation)
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
@@ -85,7 +88,7 @@ class MLP(nn.Module):
         self.out_features = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        return self.layers(_check_input(self, x, self.in_features))
 
 
 def _cell(cell: str) -> type[nn.RNNBase]:
@@ -95,10 +98,8 @@ def _cell(cell: str) -> type[nn.RNNBase]:
 
 
 def _image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(image_shape)
-    if len(shape) != 3 or not all(isinstance(s, int) and s >= 1 for s in shape):
-        raise ValueError(f"image_shape must be (channels, height, width), got {image_shape!r}")
-    return shape  # type: ignore[return-value]
+    """(channels, height, width): three positive integers."""
+    return check_shape("image_shape (channels, height, width)", image_shape, 3)  # type: ignore[return-value]
 
 
 def _downsampled(size: int, steps: int) -> list[int]:
@@ -134,7 +135,8 @@ class ConvEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.image_shape = _image_shape(image_shape)
-        channels = [_check_positive(f"channels[{i}]", c) for i, c in enumerate(channels)]
+        channels = check_sizes("channels", channels, allow_empty=True)
+        _check_activation(activation)
         if not channels:
             raise ValueError("channels must name at least one convolutional stage")
         _check_positive("out_features", out_features)
@@ -150,7 +152,7 @@ class ConvEncoder(nn.Module):
         self.out_features = out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-3:] == self.image_shape:
+        if _check_input(self, x, None).shape[-3:] == self.image_shape:
             batch = x.shape[:-3]
         elif x.shape[-1] == self.in_features:
             batch = x.shape[:-1]
@@ -191,7 +193,8 @@ class ConvDecoder(nn.Module):
         super().__init__()
         _check_positive("in_features", in_features)
         self.image_shape = _image_shape(image_shape)
-        channels = [_check_positive(f"channels[{i}]", c) for i, c in enumerate(channels)]
+        channels = check_sizes("channels", channels, allow_empty=True)
+        _check_activation(activation)
         if not channels:
             raise ValueError("channels must name at least one convolutional stage")
         c_img, h, w = self.image_shape
@@ -217,7 +220,7 @@ class ConvDecoder(nn.Module):
         self.out_features = math.prod(self.image_shape)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        batch = z.shape[:-1]
+        batch = _check_input(self, z, self.in_features).shape[:-1]
         h = self.fc(z.reshape(-1, z.shape[-1])).reshape(-1, *self._start)
         return self.deconvs(h).reshape(*batch, self.out_features)
 
@@ -271,6 +274,7 @@ class RecurrentEncoder(nn.Module):
         _check_positive("num_layers", num_layers)
         if out_features is not None:
             _check_positive("out_features", out_features)
+        _check_activation(activation)
         if not isinstance(bidirectional, bool):
             raise ValueError(f"bidirectional must be True or False, got {bidirectional!r}")
         self.rnn = _cell(cell)(
@@ -291,6 +295,7 @@ class RecurrentEncoder(nn.Module):
         self.out_features = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(self, x, None)
         if x.dim() < 2 or x.shape[-1] != self.in_features or x.shape[-2] < 1:
             raise ValueError(
                 f"RecurrentEncoder expects inputs of shape (*batch, T, {self.in_features}) "
@@ -370,7 +375,7 @@ class RecurrentDecoder(nn.Module):
         self.out_features = out_features
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.dim() < 1 or z.shape[-1] != self.in_features:
+        if _check_input(self, z, None).dim() < 1 or z.shape[-1] != self.in_features:
             raise ValueError(
                 f"RecurrentDecoder expects inputs of shape (*batch, {self.in_features}), "
                 f"got shape {tuple(z.shape)}"

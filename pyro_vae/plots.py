@@ -19,6 +19,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ._checks import check_output_path, check_positive_int, check_shape, check_vae_data
 from .latent import aggregate_posterior_log_prob, grid
 from .train import History
 from .vae import VAE
@@ -44,22 +45,32 @@ def image_grid(
     """Tiles images into one array for display.
 
     Arguments:
-        images: ``(N, C*H*W)`` or ``(N, C, H, W)``, values in [0, 1].
+        images: a tensor ``(N, C*H*W)`` or ``(N, C, H, W)``, values in [0, 1].
         image_shape: ``(C, H, W)``; C must be 1 (grey) or 3 (RGB).
-        ncols: images per row (default: a near-square grid).
-        pad: pixels of background between images.
+        ncols: images per row, a positive integer (default: a near-square grid).
+        pad: pixels of background between images, an integer ≥ 0.
 
     Returns:
         an array ``(rows*(H+pad)-pad, ncols*(W+pad)-pad)`` for grey images, with a
         trailing channel axis of 3 for RGB.
     """
-    c, h, w = (int(s) for s in image_shape)
+    c, h, w = check_shape("image_shape", image_shape, 3)
     if c not in (1, 3):
         raise ValueError(f"image_shape must have 1 or 3 channels, got {tuple(image_shape)}")
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dim() < 1 or images.shape[0] == 0:
+        raise ValueError("image_grid needs at least one image")
+    if images[0].numel() != c * h * w:
+        raise ValueError(
+            f"images of shape {tuple(images.shape)} do not hold images of shape {(c, h, w)}"
+        )
+    if ncols is not None:
+        check_positive_int("ncols", ncols)
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"pad must be an integer >= 0, got {pad!r}")
     x = images.detach().float().cpu().reshape(-1, c, h, w).clamp(0, 1).numpy()
     n = x.shape[0]
-    if n == 0:
-        raise ValueError("image_grid needs at least one image")
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
     grid = np.ones((c, nrows * (h + pad) - pad, ncols * (w + pad) - pad), dtype=np.float32)
@@ -69,12 +80,43 @@ def image_grid(
     return grid[0] if c == 1 else grid.transpose(1, 2, 0)
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+def _check_path(path: str | os.PathLike, name: str = "path") -> Path:
+    """A file path ending in an image format matplotlib writes, where a file can be written."""
+    path = check_output_path(name, path, folder=False)
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise ValueError(
+            f"{name} must end in an image format suffix ({', '.join(sorted(formats))}), "
+            f"got {str(path)!r}"
+        )
     return path
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Writes ``fig`` to a temporary file renamed into place; on failure, removes the
+    temporary file and the folders this call created."""
+    path = _check_path(path)
+    created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    tmp = path.with_name(f".{path.name}.tmp")
+    FigureCanvasAgg(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as file:
+            fig.savefig(file, format=path.suffix[1:].lower(), dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        for folder in created:  # deepest first
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    return path
+
+
+def _check_vae(vae: object) -> VAE:
+    if not isinstance(vae, VAE):
+        raise TypeError(f"vae must be a pyro_vae.VAE, got {type(vae).__name__}")
+    return vae
 
 
 def _show_grid(ax, grid: np.ndarray, title: str | None) -> None:
@@ -104,7 +146,13 @@ def save_image_grid(
 def save_samples(
     vae: VAE, image_shape: Sequence[int], path: str | os.PathLike, num_samples: int = 64
 ) -> Path:
-    """Draws z ~ p(z) and writes the decoder's means E[x|z] as a grid."""
+    """Draws z ~ p(z) and writes the decoder's means E[x|z] as a grid.
+
+    ``image_shape`` is ``(C, H, W)`` with C·H·W the VAE's data size; ``path`` ends in an
+    image suffix such as ``.png``.
+    """
+    _check_vae(vae)
+    _check_path(path)
     return save_image_grid(
         vae.sample(num_samples),
         image_shape,
@@ -123,8 +171,12 @@ def save_reconstructions(
     """Writes inputs (top row) above their reconstructions E[x | z = E_q[z|x]] (bottom row).
 
     The ``num`` inputs are spread evenly over ``x``, so a data set stored in label
-    order still shows every kind of example.
+    order still shows every kind of example. ``x`` is data ``(N, *event_shape)`` of the
+    VAE's dtype; ``num`` is a positive integer.
     """
+    check_vae_data(_check_vae(vae), x, "x", support=False)
+    check_positive_int("num", num)
+    _check_path(path)
     x = x[torch.linspace(0, len(x) - 1, min(num, len(x))).round().long()]
     with torch.no_grad():
         recon = vae.reconstruct(x.to(next(vae.parameters()).device))
@@ -137,6 +189,9 @@ def save_reconstructions(
 
 def save_learning_curves(history: History, path: str | os.PathLike) -> Path:
     """Plots the training and validation objective (negative loss, nats per example) by epoch."""
+    if not isinstance(history, History):
+        raise TypeError(f"history must be a pyro_vae.History, got {type(history).__name__}")
+    _check_path(path)
     epochs = history.column("epoch")
     if not epochs:
         raise ValueError("the history holds no finished epoch to plot")
@@ -174,6 +229,11 @@ def save_comparison(comparison: Comparison, path: str | os.PathLike) -> Path:
     on the test data against K with log p(x) (K = ``num_samples``) marked; the
     reconstruction term and the KL; active units and seconds per epoch.
     """
+    from .compare import Comparison
+
+    if not isinstance(comparison, Comparison):
+        raise TypeError(f"comparison must be a Comparison, got {type(comparison).__name__}")
+    _check_path(path)
     if not comparison.rows:
         raise ValueError("the comparison holds no objective to plot")
     fig = Figure(figsize=(15, 8.5), layout="constrained")
@@ -254,6 +314,11 @@ def save_gradient_stats(rows: Sequence[dict[str, Any]], path: str | os.PathLike)
     """
     if not rows:
         raise ValueError("no gradient statistics to plot")
+    keys = {"objective", "k", "group", "variance", "snr"}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not keys <= set(row):
+            raise ValueError(f"rows[{i}] must be a dict with keys {sorted(keys)}, got {row!r}")
+    _check_path(path)
     fig = Figure(figsize=(11, 8), layout="constrained")
     axes = fig.subplots(2, 2)
     objectives = list(dict.fromkeys(r["objective"] for r in rows))
@@ -299,9 +364,14 @@ def save_priors_and_aggregate_posteriors(
         vaes: label -> VAE with ``latent_dim == 2``.
         x: the data whose posteriors are averaged ``(N, *event_shape)``.
     """
+    if not isinstance(vaes, dict) or not all(isinstance(v, VAE) for v in vaes.values()):
+        raise TypeError(f"vaes must be a dict of label -> pyro_vae.VAE, got {vaes!r}")
     bad = [label for label, vae in vaes.items() if vae.latent_dim != 2]
     if bad or not vaes:
         raise ValueError(f"every VAE needs a 2-D latent space; not so for {bad or 'an empty dict'}")
+    for vae in vaes.values():
+        check_vae_data(vae, x, "x", support=False)
+    _check_path(path)
     axis, points = grid(limit, size)
     extent = (-limit, limit, -limit, limit)
     fig = Figure(figsize=(2 * 2.6, 2.5 * len(vaes)))

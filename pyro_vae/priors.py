@@ -25,9 +25,11 @@ from torch import nn
 from torch.distributions import kl_divergence
 from torch.nn import functional as F
 
+from ._checks import check_event_shape, check_number, check_positive_int, check_sample, check_sizes
 from ._flows import AffineAutoregressiveStep
 from ._mixture import ComponentMixture, GaussianMixture
 from ._normal import HALF_LOG_2PI, diagonal_normal, inverse_softplus, kl_to_diagonal_normal
+from .nets import MLP, ConvEncoder
 
 __all__ = [
     "Prior",
@@ -56,7 +58,7 @@ class Prior(nn.Module, ABC):
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) for ``z`` of shape ``(*batch, latent_dim)``: a tensor of shape ``(*batch)``."""
-        return self().log_prob(z)
+        return self().log_prob(check_sample("z", z, self.latent_dim))
 
     def kl_from(self, q: dist.TorchDistribution) -> torch.Tensor:
         """KL(q ‖ p) in closed form, for q with event shape ``(latent_dim,)``.
@@ -67,7 +69,7 @@ class Prior(nn.Module, ABC):
         Raises:
             NotImplementedError: torch registers no closed form for the pair.
         """
-        return kl_divergence(q, self())
+        return kl_divergence(check_event_shape("q", q, (self.latent_dim,)), self())
 
     def extra_repr(self) -> str:
         return f"latent_dim={self.latent_dim}"
@@ -92,6 +94,7 @@ class StandardNormal(Prior):
         return dist.Normal(self.loc, self.scale).to_event(1)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        check_sample("z", z, self.latent_dim)
         return -0.5 * z.pow(2).sum(-1) - self.latent_dim * HALF_LOG_2PI
 
     def kl_from(self, q: dist.TorchDistribution) -> torch.Tensor:
@@ -99,7 +102,7 @@ class StandardNormal(Prior):
 
         A full-covariance q = N(μ, LLᵀ) gives ½ (tr LLᵀ + μᵀμ - D) - Σ_d log L_dd.
         """
-        base = diagonal_normal(q)
+        base = diagonal_normal(check_event_shape("q", q, (self.latent_dim,)))
         if base is None:
             return kl_to_diagonal_normal(q, self.loc, self.scale, fallback=super().kl_from)
         loc, scale = base.loc, base.scale
@@ -108,6 +111,8 @@ class StandardNormal(Prior):
 
 def _scale_parameter(shape: tuple[int, ...], init_scale: float, min_scale: float) -> nn.Parameter:
     """ρ with softplus(ρ) + min_scale = init_scale everywhere."""
+    min_scale = check_number("min_scale", min_scale)
+    init_scale = check_number("init_scale", init_scale)
     if not (math.isfinite(min_scale) and min_scale >= 0):
         raise ValueError(f"min_scale must be a finite number >= 0, got {min_scale!r}")
     if not (math.isfinite(init_scale) and init_scale > min_scale):
@@ -142,11 +147,13 @@ class LearnedNormal(Prior):
         return dist.Normal(self.loc, self.scale).to_event(1)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        check_sample("z", z, self.latent_dim)
         scale = self.scale
         squares = ((z - self.loc) / scale).pow(2).sum(-1)
         return -0.5 * squares - scale.log().sum() - self.latent_dim * HALF_LOG_2PI
 
     def kl_from(self, q: dist.TorchDistribution) -> torch.Tensor:
+        check_event_shape("q", q, (self.latent_dim,))
         return kl_to_diagonal_normal(q, self.loc, self.scale, fallback=super().kl_from)
 
 
@@ -175,10 +182,8 @@ class MixtureOfGaussians(Prior):
         min_scale: float = 1e-3,
     ) -> None:
         super().__init__(latent_dim)
-        if isinstance(num_components, bool) or not isinstance(num_components, int):
-            raise ValueError(f"num_components must be a positive integer, got {num_components!r}")
-        if num_components < 1:
-            raise ValueError(f"num_components must be a positive integer, got {num_components!r}")
+        check_positive_int("num_components", num_components)
+        init_spread = check_number("init_spread", init_spread)
         if not (math.isfinite(init_spread) and init_spread >= 0):
             raise ValueError(f"init_spread must be a finite number >= 0, got {init_spread!r}")
         self.logits = nn.Parameter(torch.zeros(num_components))
@@ -254,14 +259,7 @@ class VampPrior(Prior):
         if not isinstance(latent_dim, int):
             raise TypeError("guide must have an integer latent_dim (a pyro_vae.guides.Guide)")
         super().__init__(latent_dim)
-        if isinstance(num_pseudo_inputs, bool) or not isinstance(num_pseudo_inputs, int):
-            raise ValueError(
-                f"num_pseudo_inputs must be a positive integer, got {num_pseudo_inputs!r}"
-            )
-        if num_pseudo_inputs < 1:
-            raise ValueError(
-                f"num_pseudo_inputs must be a positive integer, got {num_pseudo_inputs!r}"
-            )
+        check_positive_int("num_pseudo_inputs", num_pseudo_inputs)
         if init is None:
             shape = self._input_shape(guide, input_shape)
             init = 0.05 + 0.01 * torch.randn(num_pseudo_inputs, *shape)
@@ -277,16 +275,14 @@ class VampPrior(Prior):
             )
         elif not bool(torch.isfinite(init).all()):
             raise ValueError("init has NaN or infinite values")
+        _check_fits_guide(guide, tuple(init.shape[1:]), "init" if input_shape is None else None)
         self.guide = guide
         self.pseudo_inputs = nn.Parameter(init.detach().clone().to(torch.get_default_dtype()))
 
     @staticmethod
     def _input_shape(guide: nn.Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
         if input_shape is not None:
-            shape = tuple(input_shape)
-            if not shape or not all(isinstance(s, int) and s >= 1 for s in shape):
-                raise ValueError(f"input_shape must be positive integers, got {input_shape!r}")
-            return shape
+            return tuple(check_sizes("input_shape", input_shape))
         width = getattr(getattr(guide, "net", None), "in_features", None)
         if not isinstance(width, int):
             raise ValueError(
@@ -313,6 +309,19 @@ class VampPrior(Prior):
 
     def extra_repr(self) -> str:
         return f"latent_dim={self.latent_dim}, num_pseudo_inputs={self.num_pseudo_inputs}"
+
+
+def _check_fits_guide(guide: nn.Module, shape: tuple[int, ...], name: str | None) -> None:
+    """Pseudo-inputs of ``shape`` must be what the guide's network reads (when it says)."""
+    net = getattr(guide, "net", None)
+    if not isinstance(net, (MLP, ConvEncoder)):
+        return  # other networks (recurrent ones read (T, F)) do not say their input shape
+    width, image = net.in_features, getattr(net, "image_shape", None)
+    if shape not in ((width,), image):
+        raise ValueError(
+            f"{name or 'input_shape'} gives pseudo-inputs of shape {shape}, but the guide's "
+            f"network reads inputs of shape {image or (width,)}"
+        )
 
 
 def _alternating(latent_dim: int, step: int) -> torch.Tensor:
@@ -368,9 +377,11 @@ class FlowPrior(Prior):
             return
         if isinstance(num_flows, bool) or not isinstance(num_flows, int) or num_flows < 1:
             raise ValueError(f"num_flows must be a positive integer, got {num_flows!r}")
-        hidden = list(hidden) if hidden is not None else [max(16, 4 * latent_dim)]
-        if not hidden or not all(isinstance(h, int) and h >= 1 for h in hidden):
-            raise ValueError(f"hidden must be positive integers, got {hidden!r}")
+        hidden = check_sizes("hidden", hidden) if hidden is not None else [max(16, 4 * latent_dim)]
+        if min(hidden) < latent_dim:
+            raise ValueError(
+                f"hidden widths must be at least latent_dim={latent_dim}, got {hidden}"
+            )
         self.flows = nn.ModuleList(
             AffineAutoregressiveStep(
                 AutoRegressiveNN(latent_dim, hidden, permutation=_alternating(latent_dim, step))

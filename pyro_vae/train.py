@@ -40,11 +40,13 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoints, objectives
-from ._checks import check_data, check_positive_float, check_positive_int
+from ._checks import check_data, check_output_path, check_positive_float, check_positive_int
 from ._epoch import EpochRunner, NonFiniteLossError, batches
 from ._fit_setup import (
     check_config,
     check_inputs,
+    check_learning_rate,
+    check_seed,
     data_generator,
     first_batch,
     make_objective,
@@ -199,7 +201,10 @@ def fit(
         model_fn, guide_fn = model, guide
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
-    lr = check_positive_float("lr", lr) if lr is not None else None
+    lr = check_learning_rate(lr) if lr is not None else None
+    seed = check_seed(seed)
+    if out is not None:
+        out = check_output_path("out", out, folder=True)
     if patience is not None:
         patience = check_positive_int("patience", patience)
         if valid is None:
@@ -378,11 +383,10 @@ def _stopped(
 ) -> NonFiniteLossError:
     """The error that ends a run on a non-finite step, saying what is kept and what to try."""
     why = f" after {max_rollbacks} rollbacks in a row" if rolled_back else ""
-    kept = (
-        f"{folder.checkpoint} holds the last good state"
-        if folder is not None
-        else "the parameters are those before this step"
-    )
+    if folder is not None and folder.checkpoint.exists():
+        kept = f"{folder.checkpoint} holds the last good state"
+    else:
+        kept = "the parameters are those before this step (no checkpoint was saved yet)"
     message = (
         f"{e}. Training stopped{why}; {kept}. Resuming replays the same draws: lower lr, "
         "set clip_grad_norm, or use on_nonfinite='rollback'"

@@ -27,6 +27,13 @@ from pyro.params.param_store import param_with_module_name
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from ._checks import (
+    check_activation,
+    check_latents,
+    check_positive_int,
+    check_sizes,
+    check_vae_data,
+)
 from .guides import DiagonalNormal, Guide, location
 from .likelihoods import Bernoulli, Likelihood
 from .nets import MLP
@@ -146,12 +153,15 @@ class VAE(PyroModule):
             pyro.sample("z", self.encoder(x))
 
     def encode(self, x: torch.Tensor) -> dist.TorchDistribution:
-        """q_φ(z|x): batch shape ``(B,)``, event shape ``(latent_dim,)``."""
-        return self.encoder(x)
+        """q_φ(z|x) for data ``x`` of shape ``(B, *event_shape)``, the VAE's dtype and device.
+
+        Returns a distribution of batch shape ``(B,)`` and event shape ``(latent_dim,)``.
+        """
+        return self.encoder(check_vae_data(self, x, "x", support=False))
 
     def decode(self, z: torch.Tensor) -> dist.TorchDistribution:
-        """p_θ(x|z) for ``z`` of shape ``(*batch, latent_dim)``."""
-        return self.likelihood(z)
+        """p_θ(x|z) for finite latents ``z`` of shape ``(*batch, latent_dim)``."""
+        return self.likelihood(check_latents("z", z, self.latent_dim))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -181,6 +191,28 @@ class VAE(PyroModule):
 def _check_num_samples(num_samples: int) -> None:
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+
+
+def _check_layers(data_dim: int, layers: object, likelihood: object, activation: object) -> None:
+    """The arguments of :meth:`HierarchicalVAE.mlp`, each named in its error."""
+    check_positive_int("data_dim", data_dim)
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
+        raise ValueError(
+            "layers must name at least one stochastic layer, a list of (hidden widths, "
+            f"latent size) pairs; got {layers!r}"
+        )
+    for i, layer in enumerate(layers):
+        if isinstance(layer, (str, bytes)) or not isinstance(layer, Sequence) or len(layer) != 2:
+            raise ValueError(
+                f"layers[{i}] must be a pair (hidden widths, latent size), got {layer!r}"
+            )
+        check_sizes(f"layers[{i}][0]", layer[0])
+        check_positive_int(f"layers[{i}][1]", layer[1])
+    if not callable(likelihood):
+        raise TypeError(
+            f"likelihood must be a Likelihood class (such as Bernoulli), got {likelihood!r}"
+        )
+    check_activation(activation)
 
 
 def _check_parts(prior: Prior, likelihood: Likelihood, guides: Sequence[Guide], name: str) -> None:
@@ -292,8 +324,7 @@ class HierarchicalVAE(VAE):
             likelihood: the likelihood class, called with the decoder network.
             activation: the nonlinearity (tanh, as in the IWAE paper).
         """
-        if not layers:
-            raise ValueError("layers must name at least one stochastic layer")
+        _check_layers(data_dim, layers, likelihood, activation)
         guides, conditionals, below = [], [], data_dim
         for hidden, dim in layers:
             guides.append(DiagonalNormal(MLP(below, list(hidden), activation=activation), dim))

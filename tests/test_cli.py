@@ -308,3 +308,33 @@ def test_a_run_with_a_vamp_prior_and_an_iaf_guide_evaluates_from_its_checkpoint(
     assert (config["prior"], config["guide"], config["components"]) == ("vamp", "iaf", 6)
     assert cli.main(["evaluate", str(tmp_path / "checkpoint.pt"), "--num-samples", "5"]) == 0
     assert "log p(x) (K=5)" in capsys.readouterr().out
+
+
+def test_train_passes_checkpointing_and_non_finite_options_to_fit(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_fit(vae, data, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli, "fit", fake_fit)
+    argv = ["train", "--dataset", "digits", "--out", str(tmp_path / "r"), "--no-progress"]
+    extra = ["--checkpoint-every", "7", "--on-nonfinite", "rollback", "--clip-grad-norm", "2.5"]
+    assert cli.main(argv + extra) == 2
+    assert (seen["checkpoint_every"], seen["on_nonfinite"], seen["clip_grad_norm"]) == (
+        7,
+        "rollback",
+        2.5,
+    )
+    assert seen["lr"] is None, "without --lr, fit picks 1e-3, or the run's own on --resume"
+    assert cli.main(argv + ["--lr", "0.01"]) == 2 and seen["lr"] == 0.01
+
+
+def test_an_interrupted_train_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    def interrupted_fit(vae, data, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "fit", interrupted_fit)
+    argv = ["train", "--dataset", "digits", "--out", str(tmp_path / "r"), "--no-progress"]
+    assert cli.main(argv) == 130
+    assert "interrupted (resume it with --resume)" in capsys.readouterr().err
