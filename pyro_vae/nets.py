@@ -31,12 +31,6 @@ Activation = Callable[[], nn.Module]
 CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
-_check_positive = check_positive_int
-
-_check_activation = check_activation
-_check_input = check_net_input
-
-
 class MLP(nn.Module):
     """Fully connected network ``in -> hidden[0] -> ... -> hidden[-1] [-> out]``.
 
@@ -68,13 +62,13 @@ class MLP(nn.Module):
         activation: Activation = nn.ReLU,
     ) -> None:
         super().__init__()
-        _check_positive("in_features", in_features)
+        check_positive_int("in_features", in_features)
         hidden = check_sizes("hidden", hidden, allow_empty=True)
         if out_features is not None:
-            _check_positive("out_features", out_features)
+            check_positive_int("out_features", out_features)
         elif not hidden:
             raise ValueError("MLP needs at least one hidden layer or an out_features")
-        _check_activation(activation)
+        check_activation(activation)
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
@@ -88,7 +82,7 @@ class MLP(nn.Module):
         self.out_features = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(_check_input(self, x, self.in_features))
+        return self.layers(check_net_input(self, x, self.in_features))
 
 
 def _cell(cell: str) -> type[nn.RNNBase]:
@@ -136,10 +130,10 @@ class ConvEncoder(nn.Module):
         super().__init__()
         self.image_shape = _image_shape(image_shape)
         channels = check_sizes("channels", channels, allow_empty=True)
-        _check_activation(activation)
+        check_activation(activation)
         if not channels:
             raise ValueError("channels must name at least one convolutional stage")
-        _check_positive("out_features", out_features)
+        check_positive_int("out_features", out_features)
         c, h, w = self.image_shape
         layers: list[nn.Module] = []
         for ch in channels:
@@ -152,7 +146,7 @@ class ConvEncoder(nn.Module):
         self.out_features = out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _check_input(self, x, None).shape[-3:] == self.image_shape:
+        if check_net_input(self, x, None).shape[-3:] == self.image_shape:
             batch = x.shape[:-3]
         elif x.shape[-1] == self.in_features:
             batch = x.shape[:-1]
@@ -191,10 +185,10 @@ class ConvDecoder(nn.Module):
         activation: Activation = nn.ReLU,
     ) -> None:
         super().__init__()
-        _check_positive("in_features", in_features)
+        check_positive_int("in_features", in_features)
         self.image_shape = _image_shape(image_shape)
         channels = check_sizes("channels", channels, allow_empty=True)
-        _check_activation(activation)
+        check_activation(activation)
         if not channels:
             raise ValueError("channels must name at least one convolutional stage")
         c_img, h, w = self.image_shape
@@ -220,7 +214,7 @@ class ConvDecoder(nn.Module):
         self.out_features = math.prod(self.image_shape)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        batch = _check_input(self, z, self.in_features).shape[:-1]
+        batch = check_net_input(self, z, self.in_features).shape[:-1]
         h = self.fc(z.reshape(-1, z.shape[-1])).reshape(-1, *self._start)
         return self.deconvs(h).reshape(*batch, self.out_features)
 
@@ -269,12 +263,12 @@ class RecurrentEncoder(nn.Module):
         activation: Activation = nn.ReLU,
     ) -> None:
         super().__init__()
-        _check_positive("in_features", in_features)
-        _check_positive("hidden_size", hidden_size)
-        _check_positive("num_layers", num_layers)
+        check_positive_int("in_features", in_features)
+        check_positive_int("hidden_size", hidden_size)
+        check_positive_int("num_layers", num_layers)
         if out_features is not None:
-            _check_positive("out_features", out_features)
-        _check_activation(activation)
+            check_positive_int("out_features", out_features)
+        check_activation(activation)
         if not isinstance(bidirectional, bool):
             raise ValueError(f"bidirectional must be True or False, got {bidirectional!r}")
         self.rnn = _cell(cell)(
@@ -295,7 +289,7 @@ class RecurrentEncoder(nn.Module):
         self.out_features = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(self, x, None)
+        check_net_input(self, x, None)
         if x.dim() < 2 or x.shape[-1] != self.in_features or x.shape[-2] < 1:
             raise ValueError(
                 f"RecurrentEncoder expects inputs of shape (*batch, T, {self.in_features}) "
@@ -359,11 +353,11 @@ class RecurrentDecoder(nn.Module):
         cell: str = "gru",
     ) -> None:
         super().__init__()
-        _check_positive("in_features", in_features)
-        _check_positive("seq_len", seq_len)
-        _check_positive("out_features", out_features)
-        _check_positive("hidden_size", hidden_size)
-        _check_positive("num_layers", num_layers)
+        check_positive_int("in_features", in_features)
+        check_positive_int("seq_len", seq_len)
+        check_positive_int("out_features", out_features)
+        check_positive_int("hidden_size", hidden_size)
+        check_positive_int("num_layers", num_layers)
         self.rnn = _cell(cell)(in_features, hidden_size, num_layers=num_layers, batch_first=True)
         self.init = nn.Sequential(nn.Linear(in_features, num_layers * hidden_size), nn.Tanh())
         self.out = nn.Linear(hidden_size, out_features)
@@ -375,7 +369,7 @@ class RecurrentDecoder(nn.Module):
         self.out_features = out_features
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if _check_input(self, z, None).dim() < 1 or z.shape[-1] != self.in_features:
+        if check_net_input(self, z, None).dim() < 1 or z.shape[-1] != self.in_features:
             raise ValueError(
                 f"RecurrentDecoder expects inputs of shape (*batch, {self.in_features}), "
                 f"got shape {tuple(z.shape)}"

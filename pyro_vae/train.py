@@ -300,6 +300,8 @@ def fit(
 
     def save_point(at: Position) -> None:
         nonlocal snapshot, in_a_row
+        if folder is None and not keep_snapshots:
+            return
         state = capture(vae, trainer, generator, at, books, run_config)
         state["data_shape"] = list(data.shape)
         if folder is not None:
@@ -385,8 +387,10 @@ def _stopped(
     why = f" after {max_rollbacks} rollbacks in a row" if rolled_back else ""
     if folder is not None and folder.checkpoint.exists():
         kept = f"{folder.checkpoint} holds the last good state"
+    elif folder is not None:
+        kept = f"the parameters are those before this step (no checkpoint in {folder.path} yet)"
     else:
-        kept = "the parameters are those before this step (no checkpoint was saved yet)"
+        kept = "the parameters are those before this step"
     message = (
         f"{e}. Training stopped{why}; {kept}. Resuming replays the same draws: lower lr, "
         "set clip_grad_norm, or use on_nonfinite='rollback'"
