@@ -19,6 +19,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ._atomic import write_atomically
 from ._checks import check_output_path, check_positive_int, check_shape, check_vae_data
 from .latent import aggregate_posterior_log_prob, grid
 from .train import History
@@ -93,19 +94,18 @@ def _check_path(path: str | os.PathLike, name: str = "path") -> Path:
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Writes ``fig`` to a temporary file renamed into place; on failure, removes the
-    temporary file and the folders this call created."""
+    """Writes ``fig`` atomically (:func:`~pyro_vae._atomic.write_atomically`); on failure,
+    removes the folders this call created."""
     path = _check_path(path)
     created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
-    tmp = path.with_name(f".{path.name}.tmp")
     FigureCanvasAgg(fig)
+    image_format = path.suffix[1:].lower()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as file:
-            fig.savefig(file, format=path.suffix[1:].lower(), dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        write_atomically(
+            path, lambda f: fig.savefig(f, format=image_format, dpi=120, bbox_inches="tight")
+        )
     except BaseException:
-        tmp.unlink(missing_ok=True)
         for folder in created:  # deepest first
             if folder.exists() and not any(folder.iterdir()):
                 folder.rmdir()
