@@ -19,7 +19,11 @@ import torch
 if TYPE_CHECKING:
     from .likelihoods import Likelihood
 
+# The largest learning rate or scale that float32 parameters and optimizer state can hold.
+FLOAT32_MAX = torch.finfo(torch.float32).max
+
 __all__ = [
+    "FLOAT32_MAX",
     "check_data",
     "check_positive_int",
     "check_positive_float",

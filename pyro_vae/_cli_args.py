@@ -7,6 +7,7 @@ import math
 from typing import NoReturn
 
 from . import data, objectives
+from ._checks import FLOAT32_MAX
 from .compare import DEFAULT_OBJECTIVES
 
 __all__ = ["make_parser", "LIKELIHOODS", "NETS", "BINARIZE"]
@@ -17,7 +18,6 @@ BINARIZE = ("dynamic", "static", "none")
 
 
 _MAX_INT = 2**63 - 1  # sizes beyond int64 cannot be tensor sizes
-_MAX_FLOAT = 3.4e38  # the learning rate and scales are float32
 _MAX_FLOWS = 1000
 
 
@@ -68,9 +68,9 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (0 < value <= _MAX_FLOAT):
+    if not (0 < value <= FLOAT32_MAX):
         raise argparse.ArgumentTypeError(
-            f"expected a positive number up to {_MAX_FLOAT:g}, got {text!r}"
+            f"expected a positive number up to {FLOAT32_MAX:.2g}, got {text!r}"
         )
     return value
 

@@ -10,7 +10,7 @@ import pyro.infer
 import torch
 
 from . import objectives
-from ._checks import check_data, check_positive_float
+from ._checks import FLOAT32_MAX, check_data, check_positive_float
 from .vae import VAE
 
 __all__ = [
@@ -26,14 +26,11 @@ __all__ = [
 ]
 
 
-_FLOAT32_MAX = torch.finfo(torch.float32).max
-
-
 def check_learning_rate(lr: object) -> float:
     """A positive learning rate that Adam can hold in float32."""
     lr = check_positive_float("lr", lr)
-    if lr > _FLOAT32_MAX:
-        raise ValueError(f"lr must be at most {_FLOAT32_MAX:.3g} (float32's largest), got {lr!r}")
+    if lr > FLOAT32_MAX:
+        raise ValueError(f"lr must be at most {FLOAT32_MAX:.3g} (float32's largest), got {lr!r}")
     return lr
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 
@@ -36,3 +37,15 @@ def small_vae(data_dim: int = 12, latent_dim: int = 3, likelihood: str = "bernou
 def binary_data(n: int = 40, data_dim: int = 12, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.bernoulli(torch.rand(n, data_dim, generator=g), generator=g)
+
+
+def shift_model(x: torch.Tensor) -> None:
+    """A plain Pyro model without latent variables, x ~ N(b, 1): its training draws no
+    random numbers, so two runs of it differ only where the training itself differs."""
+    b = pyro.param("b", torch.zeros(x.shape[1]))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("x", dist.Normal(b, 1.0).to_event(1), obs=x)
+
+
+def empty_guide(x: torch.Tensor) -> None:
+    """The guide of a model without latent variables."""

@@ -12,21 +12,10 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from conftest import binary_data, small_vae
+from conftest import binary_data, empty_guide, shift_model, small_vae
 
 import pyro_vae as pv
 from pyro_vae._trainer import Trainer
-
-
-def _shift_model(x):
-    """A model without latent variables: its training draws no random numbers."""
-    b = pyro.param("b", torch.zeros(x.shape[1]))
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("x", dist.Normal(b, 1.0).to_event(1), obs=x)
-
-
-def _empty_guide(x):
-    pass
 
 
 class Poison:
@@ -59,7 +48,7 @@ def _fit_shift(**kwargs):
     pyro.clear_param_store()
     x = torch.linspace(-1, 3, 80).reshape(40, 2)
     kwargs = {"epochs": 2, "batch_size": 10, "lr": 0.05, "seed": 0, "progress": False} | kwargs
-    history = pv.fit(_shift_model, x, guide=_empty_guide, **kwargs)
+    history = pv.fit(shift_model, x, guide=empty_guide, **kwargs)
     return history, pyro.param("b").detach().clone()
 
 
@@ -71,7 +60,7 @@ def test_a_gradient_that_is_not_finite_stops_the_step_and_is_named():
             pyro.sample("x", dist.Normal(0.0, scale).to_event(1), obs=x)
 
     with pytest.raises(pv.NonFiniteLossError, match="the gradient of b is inf") as info:
-        pv.fit(model, torch.zeros(4, 2), guide=_empty_guide, epochs=1, progress=False)
+        pv.fit(model, torch.zeros(4, 2), guide=empty_guide, epochs=1, progress=False)
     assert (info.value.epoch, info.value.step, info.value.objective) == (1, 1, "analytic-kl")
     assert torch.equal(pyro.param("b").detach(), torch.ones(2)), "the bad step was applied"
 
@@ -117,7 +106,7 @@ def test_rollbacks_give_up_after_max_rollbacks_in_a_row(poison):
 
 
 def test_clipping_bounds_the_gradient_norm():
-    trainer = Trainer(_shift_model, _empty_guide, pv.objectives.make("elbo"), 0.1)
+    trainer = Trainer(shift_model, empty_guide, pv.objectives.make("elbo"), 0.1)
     x = torch.full((5, 3), 100.0)
     trainer.prepare(x)
     loss = trainer.loss_and_grads(x)

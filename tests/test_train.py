@@ -11,7 +11,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from conftest import binary_data, small_vae
+from conftest import binary_data, empty_guide, shift_model, small_vae
 
 import pyro_vae as pv
 from pyro_vae._fused import PerExample
@@ -114,24 +114,14 @@ def test_resuming_gives_the_same_parameters_as_training_straight_through(tmp_pat
         assert torch.equal(a, b), name
 
 
-def _shift_model(x):
-    b = pyro.param("b", torch.zeros(x.shape[1]))
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("x", dist.Normal(b, 1.0).to_event(1), obs=x)
-
-
-def _empty_guide(x):
-    pass
-
-
 def test_early_stopping_restores_the_best_parameters_of_a_plain_pyro_model(tmp_path):
     # Training pulls b towards +1 while the validation data sit at -1: validation
     # loss rises after the first epoch, so training stops after `patience` more.
     train, valid = torch.ones(20, 2), -torch.ones(20, 2)
     history = pv.fit(
-        _shift_model,
+        shift_model,
         train,
-        guide=_empty_guide,
+        guide=empty_guide,
         valid=valid,
         objective="elbo",
         epochs=20,
@@ -150,11 +140,11 @@ def test_early_stopping_restores_the_best_parameters_of_a_plain_pyro_model(tmp_p
 
 def test_a_plain_pyro_model_resumes_from_its_checkpoint(tmp_path):
     train = torch.ones(20, 2)
-    kwargs = dict(guide=_empty_guide, objective="elbo", batch_size=5, lr=0.1, progress=False)
-    pv.fit(_shift_model, train, epochs=2, out=tmp_path, **kwargs)
+    kwargs = dict(guide=empty_guide, objective="elbo", batch_size=5, lr=0.1, progress=False)
+    pv.fit(shift_model, train, epochs=2, out=tmp_path, **kwargs)
     saved = pyro.param("b").detach().clone()
     pyro.clear_param_store()
-    history = pv.fit(_shift_model, train, epochs=3, out=tmp_path, resume=True, **kwargs)
+    history = pv.fit(shift_model, train, epochs=3, out=tmp_path, resume=True, **kwargs)
     assert len(history.rows) == 3
     assert (pyro.param("b").detach() > saved).all()
 
@@ -167,7 +157,7 @@ def test_a_non_finite_loss_stops_training_with_the_step_named():
     with pytest.raises(
         FloatingPointError, match=r"epoch 1, step 1 \(analytic-kl\): the loss is inf"
     ):
-        pv.fit(model, torch.ones(4, 2), guide=_empty_guide, epochs=1, progress=False)
+        pv.fit(model, torch.ones(4, 2), guide=empty_guide, epochs=1, progress=False)
     assert torch.equal(pyro.param("b").detach(), torch.zeros(2)), "the bad step was applied"
 
 
@@ -191,7 +181,7 @@ def test_a_non_finite_loss_stops_training_with_the_step_named():
         (binary_data(), {"num_particles": 0}, ValueError, "num_particles"),
         (binary_data(), {"patience": 2}, ValueError, "needs validation data"),
         (binary_data(), {"resume": True}, ValueError, "resume needs the run folder"),
-        (binary_data(), {"guide": _empty_guide}, ValueError, "guide must not be given"),
+        (binary_data(), {"guide": empty_guide}, ValueError, "guide must not be given"),
         (binary_data(), {"valid": torch.rand(5, 12)}, ValueError, "valid has values outside"),
         (binary_data(), {"device": "tpu:x"}, ValueError, "device must be"),
         (binary_data().numpy(), {}, TypeError, "torch.Tensor"),
@@ -222,7 +212,7 @@ def test_asking_for_cuda_without_it_is_an_error():
 
 def test_a_plain_model_needs_a_guide():
     with pytest.raises(TypeError, match="guide=<function>"):
-        pv.fit(_shift_model, torch.ones(4, 2), progress=False)
+        pv.fit(shift_model, torch.ones(4, 2), progress=False)
 
 
 def test_resuming_keeps_the_kl_warmup_where_it_stopped(tmp_path):
@@ -332,7 +322,7 @@ def test_programs_without_parameters_are_refused():
             pyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1), obs=x)
 
     with pytest.raises(ValueError, match="no parameters to train"):
-        pv.fit(model, torch.ones(4, 2), guide=_empty_guide, epochs=1, progress=False)
+        pv.fit(model, torch.ones(4, 2), guide=empty_guide, epochs=1, progress=False)
 
 
 def test_a_parameter_first_used_later_is_trained_too(tmp_path):
@@ -345,7 +335,7 @@ def test_a_parameter_first_used_later_is_trained_too(tmp_path):
         with pyro.plate("data", x.shape[0]):
             pyro.sample("x", dist.Normal(loc, 1.0).to_event(1), obs=x)
 
-    kwargs = dict(guide=_empty_guide, objective="elbo", batch_size=2, lr=0.1, progress=False)
+    kwargs = dict(guide=empty_guide, objective="elbo", batch_size=2, lr=0.1, progress=False)
     pv.fit(model, torch.ones(8, 2), epochs=3, out=tmp_path, **kwargs)
     late = pyro.param("late").detach().clone()
     assert (late > 0).all()
@@ -364,5 +354,5 @@ def test_the_first_step_runs_with_pyro_s_distribution_checks():
             pyro.sample("x", dist.Normal(0.0, scale).to_event(1), obs=x)
 
     with pytest.raises(ValueError, match="scale"):
-        pv.fit(model, torch.ones(4, 2), guide=_empty_guide, epochs=1, progress=False)
+        pv.fit(model, torch.ones(4, 2), guide=empty_guide, epochs=1, progress=False)
     assert pyro.distributions.is_validation_enabled()  # restored after training
