@@ -30,6 +30,7 @@ from ._cli_args import make_parser as _make_parser
 from ._cli_checks import OutputGuard, check_run_config, too_large
 from ._cli_config import apply_config
 from .compare import compare
+from .plots._figure import check_figure_path
 from .train import fit
 from .vae import VAE
 
@@ -297,7 +298,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     device = _device(args.device)
     if args.out is not None:
-        plots._check_path(args.out, "--out")  # noqa: SLF001
+        check_figure_path(args.out, "--out")
     pyro.set_rng_seed(args.seed)
     vae, config = _load_run(args.checkpoint, device)
     out = args.out or Path(args.checkpoint).with_name(f"samples-{args.seed}.png")
