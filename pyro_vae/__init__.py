@@ -2,15 +2,18 @@
 
 The public names are re-exported here explicitly; the modules ``priors``,
 ``guides``, ``likelihoods``, ``nets``, ``objectives``, ``estimators``,
-``evaluate``, ``gradients``, ``latent``, ``data`` and ``plots`` are reached as attributes
+``evaluate``, ``gradients``, ``latent``, ``gaps``, ``applications``, ``sweep``, ``data``
+and ``plots`` are reached as attributes
 (``pv.priors.StandardNormal``).
 """
 
 from . import (
+    applications,
     checkpoints,
     data,
     estimators,
     evaluate,
+    gaps,
     gradients,
     guides,
     latent,
@@ -19,6 +22,7 @@ from . import (
     objectives,
     plots,
     priors,
+    sweep,
 )
 from .compare import Comparison, compare
 from .train import History, NonFiniteLossError, fit
@@ -44,5 +48,8 @@ __all__ = [
     "objectives",
     "plots",
     "priors",
+    "applications",
+    "gaps",
+    "sweep",
 ]
 __version__ = "0.1.0"

@@ -355,5 +355,11 @@ def make_parser(
     _add_config(cmp)
     _add_common(cmp)
     _add_eval(cmp, 5000)
+    # Imported here: the analysis commands' module builds on this one's option groups.
+    from ._cli_analysis_args import add_analysis_commands, add_classes_option
+
+    add_classes_option(train)
+    add_classes_option(cmp)
     parser.commands = {"train": train, "evaluate": ev, "sample": sm, "compare": cmp}
+    parser.commands |= add_analysis_commands(sub, priors, guides)
     return parser

@@ -1,6 +1,6 @@
 """The ``pyro-vae`` command: train, evaluate and sample from the shell.
 
-This is the only place that maps names to constructors. A run folder holds
+Names map to constructors in :mod:`pyro_vae._cli_runs` and nowhere else. A run folder holds
 ``config.json`` (the names and sizes the model was built from), ``log.csv``,
 ``checkpoint.pt``, ``best.pt``, ``metrics.json`` and the figures; ``evaluate``
 and ``sample`` rebuild the model from a checkpoint's config. Bad arguments get
@@ -20,15 +20,24 @@ from typing import Any
 
 import pyro
 import torch
-from torch import nn
 
-from . import checkpoints, data, evaluate, guides, likelihoods, nets, plots, priors
+from . import data, evaluate, plots
 from ._atomic import write_atomically
 from ._checks import check_output_path
-from ._cli_args import BINARIZE, LIKELIHOODS, NETS
+from ._cli_analysis import COMMANDS
 from ._cli_args import make_parser as _make_parser
-from ._cli_checks import OutputGuard, check_run_config, too_large
+from ._cli_checks import OutputGuard, too_large
 from ._cli_config import apply_config
+from ._cli_runs import (
+    GUIDES,
+    PRIORS,
+    build_vae,
+    eval_data,
+    load_run,
+    model_config,
+    pick_device,
+    train_data,
+)
 from .compare import compare
 from .plots._figure import check_figure_path
 from .train import fit
@@ -36,112 +45,10 @@ from .vae import VAE
 
 __all__ = ["main", "build_vae"]
 
-PRIORS = ("standard-normal", "learned-normal", "mixture", "vamp", "flow")
-GUIDES = ("diagonal-normal", "full-normal", "iaf", "coupling")
-# What `train` saves in a run's config, and `evaluate` and `sample` rebuild the model from.
-RUN_KEYS = (
-    "dataset",
-    "image_shape",
-    "prior",
-    "guide",
-    "likelihood",
-    "scale",
-    "learn_scale",
-    "net",
-    "hidden",
-    "latent_dim",
-    "binarization",
-)
-
-
-def _likelihood(config: dict[str, Any], net: nn.Module) -> likelihoods.Likelihood:
-    name = config["likelihood"]
-    if name == "bernoulli":
-        return likelihoods.Bernoulli(net)
-    if name == "continuous-bernoulli":
-        return likelihoods.ContinuousBernoulli(net)
-    scale = {"scale": config["scale"], "learn_scale": config["learn_scale"]}
-    if name == "gaussian":
-        return likelihoods.Gaussian(net, **scale)
-    if name == "laplace":
-        return likelihoods.Laplace(net, **scale)
-    if name == "discretized-logistic":
-        levels = data.info(config["dataset"]).num_levels
-        return likelihoods.DiscretizedLogistic(net, num_bins=levels, **scale)
-    raise ValueError(f"unknown likelihood {name!r}; choose one of: {', '.join(LIKELIHOODS)}")
-
-
-def _guide(config: dict[str, Any], net: nn.Module, latent: int) -> guides.Guide:
-    name, flows = config["guide"], int(config.get("num_flows", 2))
-    if name == "diagonal-normal":
-        return guides.DiagonalNormal(net, latent)
-    if name == "full-normal":
-        return guides.FullCovarianceNormal(net, latent)
-    if name == "iaf":
-        return guides.InverseAutoregressiveFlow(net, latent, num_flows=flows)
-    return guides.AffineCouplingFlow(net, latent, num_flows=flows)
-
-
-def _prior(config: dict[str, Any], guide: guides.Guide, latent: int) -> priors.Prior:
-    name, components = config["prior"], config.get("components")
-    if name == "standard-normal":
-        return priors.StandardNormal(latent)
-    if name == "learned-normal":
-        return priors.LearnedNormal(latent)
-    if name == "mixture":
-        return priors.MixtureOfGaussians(latent, num_components=int(components or 10))
-    if name == "vamp":
-        return priors.VampPrior(guide, num_pseudo_inputs=int(components or 500))
-    return priors.FlowPrior(latent, num_flows=int(config.get("num_flows", 2)))
-
-
-def build_vae(config: dict[str, Any]) -> VAE:
-    """Builds the VAE that a run's config names.
-
-    Keys: ``image_shape`` (C, H, W), ``prior``, ``guide``, ``likelihood``, ``net``
-    (``mlp`` or ``conv``), ``hidden`` (MLP widths), ``latent_dim``, and for the
-    Gaussian, Laplace and discretized-logistic likelihoods ``scale`` and ``learn_scale``;
-    optionally ``num_flows`` (flow guides and prior, default 2) and ``components``
-    (mixture components, default 10, or VampPrior pseudo-inputs, default 500).
-
-    Raises:
-        TypeError, ValueError: a key is missing or has a value of the wrong type or range.
-    """
-    choices = {"dataset": data.DATASETS, "prior": PRIORS, "guide": GUIDES}
-    choices |= {"likelihood": LIKELIHOODS, "net": NETS, "binarization": BINARIZE}
-    check_run_config(config, RUN_KEYS, choices)
-    latent, shape = int(config["latent_dim"]), tuple(config["image_shape"])
-    size = math.prod(shape)
-    if config["net"] == "mlp":
-        hidden = list(config["hidden"])
-        encoder, decoder = nets.MLP(size, hidden), nets.MLP(latent, hidden[::-1], size)
-    else:
-        encoder, decoder = nets.ConvEncoder(shape), nets.ConvDecoder(latent, shape)
-    guide = _guide(config, encoder, latent)
-    return VAE(_prior(config, guide, latent), _likelihood(config, decoder), guide)
-
 
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of ``pyro-vae``."""
     return _make_parser(__doc__.splitlines()[0], PRIORS, GUIDES)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
-def _eval_data(config: dict[str, Any], split: str, data_dir: str | None) -> torch.Tensor:
-    """A split as the model sees it: one fixed binarisation for a Bernoulli likelihood."""
-    binarize = "static" if config["binarization"] != "none" else None
-    return data.load(config["dataset"], split, binarize=binarize, root=data_dir)
 
 
 def _report(vae: VAE, x: torch.Tensor, args: argparse.Namespace, split: str) -> dict[str, Any]:
@@ -174,42 +81,14 @@ def _report(vae: VAE, x: torch.Tensor, args: argparse.Namespace, split: str) -> 
     return metrics
 
 
-def _model_config(args: argparse.Namespace) -> dict[str, Any]:
-    info = data.info(args.dataset)
-    binarize = args.binarize or ("dynamic" if args.likelihood == "bernoulli" else "none")
-    return {
-        "dataset": args.dataset,
-        "image_shape": list(info.image_shape),
-        "prior": args.prior,
-        "guide": args.guide,
-        "likelihood": args.likelihood,
-        "scale": args.scale,
-        "learn_scale": args.learn_scale,
-        "net": args.net,
-        "hidden": args.hidden,
-        "latent_dim": args.latent_dim,
-        "binarization": binarize,
-        "num_flows": args.num_flows,
-        "components": args.components,
-    }
-
-
-def _train_data(config: dict[str, Any], args: argparse.Namespace) -> torch.Tensor:
-    """The training split: intensities for dynamic binarisation, else as the model sees it."""
-    static = "static" if config["binarization"] == "static" else None
-    return data.load(
-        config["dataset"], "train", binarize=static, root=args.data_dir, seed=args.seed
-    )
-
-
 def _train(args: argparse.Namespace) -> None:
-    device = _device(args.device)
+    device = pick_device(args.device)
     out = check_output_path("--out", args.out, folder=True)
-    config = _model_config(args)
+    config = model_config(args)
     pyro.set_rng_seed(args.seed)
-    train_x = _train_data(config, args)
-    splits = train_x, _eval_data(config, "valid", args.data_dir)
-    splits += (_eval_data(config, "test", args.data_dir),)
+    train_x = train_data(config, args.data_dir, args.seed)
+    splits = train_x, eval_data(config, "valid", args.data_dir)
+    splits += (eval_data(config, "test", args.data_dir),)
     vae = build_vae(config)
     # Nothing is created before this point; a failure from here on removes what this
     # call created, unless it finished an epoch (checkpoint.pt), which --resume continues.
@@ -266,53 +145,31 @@ def _fit_and_report(
     print("wrote " + ", ".join(str(f) for f in figures))
 
 
-def _load_run(path: str, device: torch.device) -> tuple[VAE, dict[str, Any]]:
-    state = checkpoints.load(path, map_location=device)
-    config = state.get("config", {})
-    config = config if isinstance(config, dict) else {}
-    missing = set(RUN_KEYS) - set(config)
-    if missing:
-        raise ValueError(
-            f"{path} was not written by `pyro-vae train`: its config lacks "
-            f"{', '.join(sorted(missing))}"
-        )
-    try:
-        vae = build_vae(config).to(device)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{path} names a model that cannot be built: {e}") from e
-    try:
-        vae.load_state_dict(state["params"])
-    except (RuntimeError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path}: its parameters do not fit the model its config names") from e
-    vae.eval()
-    return vae, config
-
-
 def _evaluate(args: argparse.Namespace) -> None:
-    device = _device(args.device)
+    device = pick_device(args.device)
     pyro.set_rng_seed(args.seed)
-    vae, config = _load_run(args.checkpoint, device)
-    _report(vae, _eval_data(config, args.split, args.data_dir), args, args.split)
+    vae, config = load_run(args.checkpoint, device)
+    _report(vae, eval_data(config, args.split, args.data_dir), args, args.split)
 
 
 def _sample(args: argparse.Namespace) -> None:
-    device = _device(args.device)
+    device = pick_device(args.device)
     if args.out is not None:
         check_figure_path(args.out, "--out")
     pyro.set_rng_seed(args.seed)
-    vae, config = _load_run(args.checkpoint, device)
+    vae, config = load_run(args.checkpoint, device)
     out = args.out or Path(args.checkpoint).with_name(f"samples-{args.seed}.png")
     print(f"wrote {plots.save_samples(vae, config['image_shape'], out, args.num)}")
 
 
 def _compare(args: argparse.Namespace) -> None:
-    device = _device(args.device)
+    device = pick_device(args.device)
     out = check_output_path("--out", args.out, folder=True)
-    config = _model_config(args)
+    config = model_config(args)
     pyro.set_rng_seed(args.seed)
-    train_x = _train_data(config, args)
-    valid_x = _eval_data(config, "valid", args.data_dir)
-    test_x = _eval_data(config, "test", args.data_dir)[: args.test_examples]
+    train_x = train_data(config, args.data_dir, args.seed)
+    valid_x = eval_data(config, "valid", args.data_dir)
+    test_x = eval_data(config, "test", args.data_dir)[: args.test_examples]
     vae = build_vae(config)
     with OutputGuard(out):  # a failed comparison leaves nothing behind
         _compare_and_report(vae, train_x, valid_x, test_x, config, args, device)
@@ -364,9 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "config", None) is not None:
         args = apply_config(parser, args, argv)
-    command = {"train": _train, "evaluate": _evaluate, "sample": _sample, "compare": _compare}[
-        args.command
-    ]
+    commands = {"train": _train, "evaluate": _evaluate, "sample": _sample, "compare": _compare}
+    command = (commands | COMMANDS)[args.command]
     try:
         command(args)
     except KeyboardInterrupt:

@@ -80,6 +80,32 @@ class Guide(nn.Module, ABC):
     def forward(self, x: torch.Tensor) -> dist.TorchDistribution:
         """Returns q(z|x) with batch shape ``(B,)`` and event shape ``(latent_dim,)``."""
 
+    def local_parameters(self, x: torch.Tensor) -> torch.Tensor:
+        """The quantities the encoder outputs for ``x``: a tensor ``(B, P)``.
+
+        With :meth:`distribution`, ``guide(x) == guide.distribution(guide.local_parameters(x))``.
+        Freeing these P numbers per example gives the guide's *local* family, over which
+        :func:`pyro_vae.gaps.fit_local_guides` optimises each example's ELBO.
+
+        Raises:
+            NotImplementedError: the guide does not split into parameters and a family.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not expose per-example parameters: implement "
+            "local_parameters(x) and distribution(params) to use it with pyro_vae.gaps"
+        )
+
+    def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
+        """q(z) from per-example parameters ``(B, P)``, of batch shape ``(B,)``.
+
+        Raises:
+            NotImplementedError: the guide does not split into parameters and a family.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not expose per-example parameters: implement "
+            "local_parameters(x) and distribution(params) to use it with pyro_vae.gaps"
+        )
+
     def extra_repr(self) -> str:
         return f"latent_dim={self.latent_dim}"
 
@@ -111,6 +137,26 @@ class DiagonalNormal(Guide):
 
     def forward(self, x: torch.Tensor) -> dist.TorchDistribution:
         return _diagonal(self.head(self.net(x)), self.min_scale)
+
+    def local_parameters(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's output (μ, ρ), ``(B, 2 D)``: any diagonal Gaussian with σ > σ_min has one."""
+        return self.head(self.net(x))
+
+    def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
+        """N(μ, diag σ²), σ = softplus(ρ) + σ_min, from ``params = (μ, ρ)``, ``(B, 2 D)``."""
+        return _diagonal(_check_params(self, params, 2 * self.latent_dim), self.min_scale)
+
+
+def _check_params(guide: Guide, params: object, width: int) -> torch.Tensor:
+    """Per-example parameters: a floating tensor ``(B, width)``."""
+    if not isinstance(params, torch.Tensor) or not params.is_floating_point():
+        raise TypeError(f"params must be a floating torch.Tensor, got {type(params).__name__}")
+    if params.dim() != 2 or params.shape[-1] != width:
+        raise ValueError(
+            f"params must have shape (B, {width}) for {type(guide).__name__}, "
+            f"got {tuple(params.shape)}"
+        )
+    return params
 
 
 def _check_min_scale(min_scale: float) -> float:
@@ -149,8 +195,22 @@ class FullCovarianceNormal(Guide):
         self.register_buffer("_cols", cols, persistent=False)
 
     def forward(self, x: torch.Tensor) -> dist.TorchDistribution:
+        return self._distribution(self.head(self.net(x)))
+
+    def local_parameters(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's output (μ, ρ, L below the diagonal): ``(B, 2 D + D (D - 1) / 2)``.
+
+        Every Gaussian whose Cholesky diagonal exceeds σ_min has such parameters.
+        """
+        return self.head(self.net(x))
+
+    def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
+        """N(μ, L Lᵀ) from ``params`` of shape ``(B, 2 D + D (D - 1) / 2)``."""
         d = self.latent_dim
-        params = self.head(self.net(x))
+        return self._distribution(_check_params(self, params, 2 * d + d * (d - 1) // 2))
+
+    def _distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
+        d = self.latent_dim
         loc, raw_diagonal, below = params.split([d, d, params.shape[-1] - 2 * d], dim=-1)
         tril = torch.diag_embed(F.softplus(raw_diagonal) + self.min_scale)
         tril[..., self._rows, self._cols] = below  # a fresh tensor: autograd allows it
@@ -224,6 +284,22 @@ class _ConditionalFlowGuide(Guide):
         features = self.net(x)
         base = _diagonal(self.head(features), self.min_scale)
         return dist.TransformedDistribution(base, self._transforms(self.context(features)))
+
+    def local_parameters(self, x: torch.Tensor) -> torch.Tensor:
+        """z₀'s (μ, ρ) and the context h side by side: ``(B, 2 D + context_dim)``.
+
+        The flow's weights are shared, not local: freeing these parameters per example
+        spans "this flow with any base Gaussian and any context", a subset of all flows.
+        """
+        features = self.net(x)
+        return torch.cat([self.head(features), self.context(features)], dim=-1)
+
+    def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
+        """The flow from ``params = (μ, ρ, h)`` of shape ``(B, 2 D + context_dim)``."""
+        width = 2 * self.latent_dim
+        params = _check_params(self, params, width + self.context.out_features)
+        base = _diagonal(params[..., :width], self.min_scale)
+        return dist.TransformedDistribution(base, self._transforms(params[..., width:]))
 
     def extra_repr(self) -> str:
         return f"latent_dim={self.latent_dim}, num_flows={len(self.flows)}, hidden={self.hidden}"

@@ -6,6 +6,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from torch import nn
 
 from pyro_vae import guides, likelihoods, nets, priors
 from pyro_vae.vae import VAE
@@ -49,3 +50,18 @@ def shift_model(x: torch.Tensor) -> None:
 
 def empty_guide(x: torch.Tensor) -> None:
     """The guide of a model without latent variables."""
+
+
+class PartlyCollapsed(guides.Guide):
+    """q(z_u|x) = N(3 x_u - 1.5, 0.5²) for the first ``active`` units (x binary, so
+    KL_u = ½ (0.25 + 2.25 - 1 - log 0.25) for every x) and N(0, 1) = p(z_u) for the rest."""
+
+    def __init__(self, active: int, collapsed: int) -> None:
+        super().__init__(nn.Identity(), active + collapsed)
+        self.active = active
+
+    def forward(self, x: torch.Tensor) -> dist.TorchDistribution:
+        rest = x.new_zeros(x.shape[0], self.latent_dim - self.active)
+        loc = torch.cat([3 * x[:, : self.active] - 1.5, rest], dim=1)
+        scale = torch.cat([torch.full_like(x[:, : self.active], 0.5), rest + 1], dim=1)
+        return dist.Normal(loc, scale).to_event(1)

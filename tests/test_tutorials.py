@@ -16,6 +16,25 @@ COVERED = {
     "01_vae.py": ["samples.png", "reconstructions.png", "learning_curves.png"],
     "02_compare_estimators.py": ["comparison.png", "gradients.png"],
     "03_swap_priors_and_guides.py": ["aggregate_posteriors.png", "likelihood_samples.png"],
+    "04_latent_space.py": [
+        "manifold_2d.png",
+        "latent_map_2d.png",
+        "aggregate_posterior_2d.png",
+        "interpolations.png",
+        "traversals.png",
+        "latent_map.png",
+        "unit_diagnostics.png",
+        "aggregate_posterior.png",
+        "latent_size_sweep.png",
+    ],
+    "05_anomaly_detection.py": [
+        "anomaly_scores.png",
+        "anomaly_scores_elbo.png",
+        "most_and_least_anomalous.png",
+        "denoising_examples.png",
+        "denoising_errors.png",
+    ],
+    "06_inference_gaps.py": ["inference_gaps.png", "posterior_comparison.png"],
 }
 
 

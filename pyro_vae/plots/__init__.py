@@ -8,14 +8,30 @@ arguments before drawing, writes one image atomically and returns its path.
 Modules, by what the figures show:
 
 * :mod:`~pyro_vae.plots.training`: learning curves, the estimator comparison, gradient statistics.
-* :mod:`~pyro_vae.plots.latent_space`: samples, reconstructions and the latent space.
+* :mod:`~pyro_vae.plots.latent_space`: samples, reconstructions, interpolations, traversals,
+  the decoded 2-D manifold, priors beside aggregate posteriors.
+* :mod:`~pyro_vae.plots.latent_maps`: latent maps coloured by label, the aggregate posterior
+  against the prior, and the KL and activity of each latent unit.
+* :mod:`~pyro_vae.plots.applications`: anomaly detection, denoising and the latent-size sweep.
+* :mod:`~pyro_vae.plots.gaps`: the inference gaps and posteriors against MCMC.
 """
 
 from ._figure import image_grid, save_image_grid
+from .applications import (
+    save_anomaly_scores,
+    save_denoising,
+    save_denoising_errors,
+    save_latent_size_sweep,
+)
+from .gaps import save_inference_gaps, save_posterior_comparison
+from .latent_maps import save_aggregate_posterior, save_latent_map, save_unit_diagnostics
 from .latent_space import (
+    save_interpolations,
+    save_manifold,
     save_priors_and_aggregate_posteriors,
     save_reconstructions,
     save_samples,
+    save_traversals,
 )
 from .training import save_comparison, save_gradient_stats, save_learning_curves
 
@@ -28,4 +44,16 @@ __all__ = [
     "save_comparison",
     "save_gradient_stats",
     "save_priors_and_aggregate_posteriors",
+    "save_anomaly_scores",
+    "save_denoising",
+    "save_denoising_errors",
+    "save_latent_size_sweep",
+    "save_interpolations",
+    "save_traversals",
+    "save_manifold",
+    "save_latent_map",
+    "save_aggregate_posterior",
+    "save_unit_diagnostics",
+    "save_inference_gaps",
+    "save_posterior_comparison",
 ]
