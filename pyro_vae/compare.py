@@ -35,6 +35,7 @@ import torch
 
 from . import evaluate, gradients, plots
 from . import objectives as objectives_module
+from ._atomic import write_atomically
 from ._checks import (
     check_output_path,
     check_positive_float,
@@ -136,10 +137,8 @@ class Comparison:
             _write_csv(out / "comparison.csv", self.columns, self.rows),
             _write_csv(out / "gradients.csv", GRADIENT_COLUMNS, self.gradients),
         ]
-        md = out / "comparison.md"
-        md.write_text(
-            self.markdown() + "\n" + (self.gradients_markdown() if self.gradients else "")
-        )
+        text = self.markdown() + "\n" + (self.gradients_markdown() if self.gradients else "")
+        md = write_atomically(out / "comparison.md", lambda f: f.write(text.encode()))
         written.append(md)
         written.append(plots.save_comparison(self, out / "comparison.png"))
         if self.gradients:

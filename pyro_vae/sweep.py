@@ -28,6 +28,7 @@ import pyro
 import torch
 
 from . import evaluate, objectives, plots
+from ._atomic import write_atomically
 from ._checks import check_output_path, check_positive_int, check_sizes, check_vae_data
 from .compare import _check_budget, _fmt, _warm_up, _write_csv
 from .train import History, fit
@@ -87,8 +88,8 @@ class Sweep:
         """Writes sweep.csv, sweep.md and latent_size_sweep.png into the folder ``out``."""
         out = check_output_path("out", out, folder=True)
         out.mkdir(parents=True, exist_ok=True)
-        md = out / "sweep.md"
-        md.write_text(self.markdown())
+        text = self.markdown()
+        md = write_atomically(out / "sweep.md", lambda f: f.write(text.encode()))
         return [
             _write_csv(out / "sweep.csv", self.columns, self.rows),
             md,
