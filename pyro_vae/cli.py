@@ -1,9 +1,10 @@
-"""The ``pyro-vae`` command: train, evaluate and sample from the shell.
+"""The ``pyro-vae`` command: train, evaluate, sample, compare and look inside trained VAEs.
 
 Names map to constructors in :mod:`pyro_vae._cli_runs` and nowhere else. A run folder holds
 ``config.json`` (the names and sizes the model was built from), ``log.csv``,
-``checkpoint.pt``, ``best.pt``, ``metrics.json`` and the figures; ``evaluate``
-and ``sample`` rebuild the model from a checkpoint's config. Bad arguments get
+``checkpoint.pt``, ``best.pt``, ``metrics.json`` and the figures; ``evaluate``,
+``sample`` and the commands of :mod:`pyro_vae._cli_analysis` (``plot``, ``gaps``,
+``anomaly``, ``denoise``) rebuild the model from a checkpoint's config. Bad arguments get
 one line on stderr and exit code 2.
 """
 
