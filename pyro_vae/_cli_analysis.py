@@ -30,9 +30,9 @@ from ._cli_runs import (
     eval_data,
     load_run,
     model_config,
+    new_run_splits,
     pick_device,
 )
-from ._cli_runs import train_data as load_train_data
 from .vae import VAE
 
 __all__ = ["COMMANDS"]
@@ -273,9 +273,7 @@ def _sweep(args: argparse.Namespace) -> None:
     out = check_output_path("--out", args.out, folder=True)
     config = model_config(args)
     pyro.set_rng_seed(args.seed)
-    train_x = load_train_data(config, args.data_dir, args.seed)
-    valid_x = eval_data(config, "valid", args.data_dir)
-    test_x = eval_data(config, "test", args.data_dir)[: args.test_examples]
+    train_x, valid_x, test_x = new_run_splits(config, args.data_dir, args.seed, args.test_examples)
 
     def build(latent_dim: int) -> VAE:
         return build_vae({**config, "latent_dim": latent_dim}).to(device)

@@ -30,6 +30,7 @@ __all__ = [
     "class_rows",
     "eval_data",
     "train_data",
+    "new_run_splits",
     "load_run",
 ]
 
@@ -201,6 +202,15 @@ def train_data(config: dict[str, Any], data_dir: str | None, seed: int) -> torch
     x = data.load(config["dataset"], "train", binarize=static, root=data_dir, seed=seed)
     rows = class_rows(config, "train", data_dir, check_classes(config))
     return x if rows is None else x[rows]
+
+
+def new_run_splits(
+    config: dict[str, Any], data_dir: str | None, seed: int, test_examples: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training, validation and test data of a new run (the first ``test_examples`` of test)."""
+    train = train_data(config, data_dir, seed)
+    valid = eval_data(config, "valid", data_dir)
+    return train, valid, eval_data(config, "test", data_dir)[:test_examples]
 
 
 def load_run(path: str, device: torch.device) -> tuple[VAE, dict[str, Any]]:

@@ -36,8 +36,8 @@ from ._cli_runs import (
     eval_data,
     load_run,
     model_config,
+    new_run_splits,
     pick_device,
-    train_data,
 )
 from .compare import compare
 from .plots._figure import check_figure_path
@@ -87,9 +87,7 @@ def _train(args: argparse.Namespace) -> None:
     out = check_output_path("--out", args.out, folder=True)
     config = model_config(args)
     pyro.set_rng_seed(args.seed)
-    train_x = train_data(config, args.data_dir, args.seed)
-    splits = train_x, eval_data(config, "valid", args.data_dir)
-    splits += (eval_data(config, "test", args.data_dir),)
+    splits = new_run_splits(config, args.data_dir, args.seed)
     vae = build_vae(config)
     # Nothing is created before this point; a failure from here on removes what this
     # call created, unless it finished an epoch (checkpoint.pt), which --resume continues.
@@ -168,12 +166,10 @@ def _compare(args: argparse.Namespace) -> None:
     out = check_output_path("--out", args.out, folder=True)
     config = model_config(args)
     pyro.set_rng_seed(args.seed)
-    train_x = train_data(config, args.data_dir, args.seed)
-    valid_x = eval_data(config, "valid", args.data_dir)
-    test_x = eval_data(config, "test", args.data_dir)[: args.test_examples]
+    splits = new_run_splits(config, args.data_dir, args.seed, args.test_examples)
     vae = build_vae(config)
     with OutputGuard(out):  # a failed comparison leaves nothing behind
-        _compare_and_report(vae, train_x, valid_x, test_x, config, args, device)
+        _compare_and_report(vae, *splits, config, args, device)
 
 
 def _compare_and_report(
