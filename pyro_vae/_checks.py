@@ -36,6 +36,7 @@ __all__ = [
     "check_net_input",
     "check_event_shape",
     "check_vae_data",
+    "check_seed",
     "check_programs_and_data",
     "check_output_path",
     "model_event_shape",
@@ -56,6 +57,16 @@ def check_positive_float(name: str, value: object) -> float:
     if value == float("inf"):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return float(value)
+
+
+def check_seed(seed: object, *, optional: bool = False) -> int | None:
+    """An integer seed in [0, 2**32), the range NumPy's and scikit-learn's generators take;
+    ``None`` too when ``optional``."""
+    if seed is None and optional:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    return seed
 
 
 def check_number(name: str, value: object) -> float:

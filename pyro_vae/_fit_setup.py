@@ -21,7 +21,6 @@ __all__ = [
     "check_inputs",
     "check_config",
     "check_learning_rate",
-    "check_seed",
     "first_batch",
 ]
 
@@ -32,15 +31,6 @@ def check_learning_rate(lr: object) -> float:
     if lr > FLOAT32_MAX:
         raise ValueError(f"lr must be at most {FLOAT32_MAX:.3g} (float32's largest), got {lr!r}")
     return lr
-
-
-def check_seed(seed: object) -> int | None:
-    """``None``, or an integer seed in [0, 2**32) as NumPy's generator needs."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
-    return seed
 
 
 def check_config(config: Any) -> dict[str, Any]:

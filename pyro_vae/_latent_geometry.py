@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._checks import check_latents, check_positive_int
+from ._checks import check_latents, check_positive_int, check_seed
 
 __all__ = ["INTERPOLATIONS", "EMBEDDINGS", "interpolate", "traverse", "pca", "embed"]
 
@@ -168,8 +168,7 @@ def embed(codes: torch.Tensor, method: str = "pca", *, seed: int = 0) -> torch.T
     """
     if method not in EMBEDDINGS:
         raise ValueError(f"method must be one of {EMBEDDINGS}, got {method!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    check_seed(seed)
     if method == "pca":
         return pca(codes, 2)[0]
     _check_codes(codes, 3)

@@ -24,7 +24,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ._checks import check_positive_float, check_positive_int, check_vae_data
+from ._checks import check_positive_float, check_positive_int, check_seed, check_vae_data
 from ._gap_checks import check_count, check_local_family, check_tolerance, check_vae
 from .guides import Guide
 from .vae import VAE
@@ -151,8 +151,7 @@ def seeded(seed: int | None, x: torch.Tensor) -> Iterator[None]:
     if seed is None:
         yield
         return
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+    check_seed(seed)
     devices = [x.device.index or 0] if x.is_cuda else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from . import evaluate
-from ._checks import check_positive_int, check_vae_data
+from ._checks import check_positive_int, check_seed, check_vae_data
 from ._corruption import KINDS, check_clean, check_kind_and_level, corrupt
 from .vae import VAE
 
@@ -339,8 +339,7 @@ def denoising_errors(
         raise TypeError(f"vae must be a pyro_vae.VAE, got {type(vae).__name__}")
     clean = check_clean(check_vae_data(vae, clean, "clean", support=False), "clean")
     kinds, levels = _check_kinds_and_levels(kinds, levels, image_shape, clean)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_seed(seed)
     num_iterations = check_positive_int("num_iterations", num_iterations)
     rows = []
     for kind in kinds:

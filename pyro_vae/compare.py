@@ -40,6 +40,7 @@ from ._checks import (
     check_output_path,
     check_positive_float,
     check_positive_int,
+    check_seed,
     check_sizes,
     check_vae_data,
 )
@@ -219,8 +220,7 @@ def _check_budget(
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     check_positive_float("lr", lr)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    check_seed(seed)
     if eval_batch_size is not None:
         check_positive_int("eval_batch_size", eval_batch_size)
     if device is not None:

@@ -38,6 +38,7 @@ from ._checks import (
     check_latents,
     check_number,
     check_positive_int,
+    check_seed,
     check_vae_data,
 )
 from ._latent_geometry import EMBEDDINGS, INTERPOLATIONS, embed, interpolate, pca, traverse
@@ -258,7 +259,7 @@ def aggregate_kl(
         x: data ``(N, *event_shape)`` of the VAE's dtype and device.
         num_samples: M.
         batch_size: examples per encoder call (memory grows as M × batch_size).
-        seed: an integer ≥ 0.
+        seed: an integer in [0, 2**32).
 
     Raises:
         ValueError: a :class:`~pyro_vae.HierarchicalVAE`, whose p(z₁) has no density.
@@ -267,8 +268,7 @@ def aggregate_kl(
     check_vae_data(vae, x, "x", support=False)
     num_samples = check_positive_int("num_samples", num_samples)
     batch_size = check_positive_int("batch_size", batch_size)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    check_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     rows = torch.randint(len(x), (num_samples,), generator=generator)
     z, log_q_given_x = _draw(vae.encoder, x, rows, generator, batch_size)

@@ -40,13 +40,18 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoints, objectives
-from ._checks import check_data, check_output_path, check_positive_float, check_positive_int
+from ._checks import (
+    check_data,
+    check_output_path,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+)
 from ._epoch import EpochRunner, NonFiniteLossError, batches
 from ._fit_setup import (
     check_config,
     check_inputs,
     check_learning_rate,
-    check_seed,
     data_generator,
     first_batch,
     make_objective,
@@ -202,7 +207,7 @@ def fit(
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
     lr = check_learning_rate(lr) if lr is not None else None
-    seed = check_seed(seed)
+    seed = check_seed(seed, optional=True)
     if out is not None:
         out = check_output_path("out", out, folder=True)
     if patience is not None:

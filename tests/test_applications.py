@@ -338,7 +338,7 @@ def test_denoising_arguments_are_named(subspace):
         denoising_errors(vae, clean, ["occlusion"], [0.1])
     with pytest.raises(ValueError, match=r"clean must hold images with values in \[0, 1\]"):
         denoising_errors(vae, clean + 1, ["dropout"], [0.1])
-    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
         denoising_errors(vae, clean, ["dropout"], [0.1], seed=-1)
 
 

@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .._checks import check_positive_float, check_positive_int, check_vae_data
+from .._checks import check_positive_float, check_positive_int, check_seed, check_vae_data
 from ..latent import (
     EMBEDDINGS,
     aggregate_kl,
@@ -63,12 +63,6 @@ def _check_methods(methods: object) -> list[str]:
     return list(methods)
 
 
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return seed
-
-
 def _scatter(ax, points: np.ndarray, labels: np.ndarray) -> None:
     """Points coloured by class: tab10 with a legend up to 10 classes, else a colour bar."""
     classes = np.unique(labels)
@@ -110,7 +104,7 @@ def save_latent_map(
     check_vae_data(check_vae(vae), x, "x", support=False)
     labels = _check_labels(labels, len(x))
     methods = _check_methods(methods)
-    _check_seed(seed)
+    check_seed(seed)
     if vae.latent_dim < 2:
         raise ValueError(f"a latent map needs latent_dim >= 2, got latent_dim {vae.latent_dim}")
     if len(x) < (3 if "tsne" in methods else 2):
@@ -199,7 +193,7 @@ def save_aggregate_posterior(
     check_vae_data(vae, x, "x", support=False)
     num_samples = check_positive_int("num_samples", num_samples)
     dims = _check_dims(dims, vae.latent_dim)
-    _check_seed(seed)
+    check_seed(seed)
     check_figure_path(path)
     stats = aggregate_kl(vae, x, num_samples=num_samples, seed=seed)
     generator = torch.Generator().manual_seed(seed)
