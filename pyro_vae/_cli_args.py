@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import NoReturn
 
-from . import data, objectives
+from . import data, distributed, objectives
 from ._checks import FLOAT32_MAX
 from .compare import DEFAULT_OBJECTIVES
 
@@ -221,6 +221,17 @@ def _add_model(
     )
 
 
+def _add_distributed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dist-timeout",
+        type=_positive_float,
+        default=distributed.DEFAULT_TIMEOUT.total_seconds(),
+        metavar="SECONDS",
+        help="under torchrun: how long a process waits for a silent one before it stops with "
+        "an error (default: %(default)g)",
+    )
+
+
 def make_parser(
     description: str, priors: tuple[str, ...], guides: tuple[str, ...]
 ) -> argparse.ArgumentParser:
@@ -284,6 +295,7 @@ def make_parser(
     _add_config(train)
     _add_common(train)
     _add_eval(train, 1000)
+    _add_distributed(train)
 
     ev = sub.add_parser(
         "evaluate",
@@ -297,6 +309,7 @@ def make_parser(
     )
     _add_common(ev)
     _add_eval(ev, 1000)
+    _add_distributed(ev)
 
     sm = sub.add_parser(
         "sample",

@@ -46,13 +46,23 @@ class PerExample:
 
     ``PerExample(vae.model)(x)`` is ``vae.model(x)`` under ``poutine.scale(1/B)``:
     losses computed on it are per example. The fused path recognises it.
+
+    In a data-parallel step each process holds a shard of the global batch;
+    setting ``batch_total`` to the global batch's size G scales by 1/G instead,
+    so that the processes' losses and gradients *sum* to those per example of
+    the global batch.
     """
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
+        self.batch_total: int | None = None
+
+    def scale(self, x: torch.Tensor) -> float:
+        """The factor on every log-density for the batch ``x``."""
+        return 1.0 / (self.batch_total or x.shape[0])
 
     def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        with poutine.scale(scale=1.0 / x.shape[0]):
+        with poutine.scale(scale=self.scale(x)):
             return self.fn(x, *args, **kwargs)
 
 
@@ -62,11 +72,16 @@ def match(
     """``(vae, scale)`` when ``model(*args)``/``guide(*args)`` are one VAE's own programs.
 
     ``scale`` is the factor on every site's log-density: 1/B under
-    :class:`PerExample`, else 1. Returns ``None`` where the fused path does not
-    apply (see the module's docstring).
+    :class:`PerExample` (1/G with its ``batch_total``), else 1. Returns ``None``
+    where the fused path does not apply (see the module's docstring).
     """
     per_example = isinstance(model, PerExample) and isinstance(guide, PerExample)
+    scale = 1.0
     if per_example:
+        if model.batch_total != guide.batch_total:
+            return None
+        if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 1:
+            scale = model.scale(args[0])
         model, guide = model.fn, guide.fn
     vae = getattr(model, "__self__", None)
     if (
@@ -81,7 +96,7 @@ def match(
         or getattr(guide, "__func__", None) is not VAE.guide
     ):
         return None
-    return vae, (1.0 / args[0].shape[0] if per_example else 1.0)
+    return vae, scale
 
 
 @dataclass

@@ -15,6 +15,11 @@ Two things differ, and neither changes the maths:
 
 The loss is computed and checked before the update is applied (:meth:`Trainer.apply`),
 so a non-finite loss never reaches the parameters.
+
+In a data-parallel run (:mod:`pyro_vae.distributed`) each step is given the
+global batch; the trainer keeps its process's shard, and the processes' losses
+and gradients are summed into those per example of the global batch before the
+check (:mod:`pyro_vae._data_parallel`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import pyro.infer
 import pyro.poutine as poutine
 import torch
 
+from ._data_parallel import shard_of_batch, sum_gradients
 from ._fused import PerExample
+from .distributed import Group
 from .guides import location
 from .vae import VAE
 
@@ -44,6 +51,7 @@ class Trainer:
         lr: Adam's learning rate.
         vae: the VAE the programs belong to, whose parameters are then known up front
             (``None`` for plain programs: their parameters are found as they appear).
+        group: the data-parallel group (default: a single process).
     """
 
     def __init__(
@@ -53,8 +61,10 @@ class Trainer:
         objective: pyro.infer.ELBO,
         lr: float,
         vae: VAE | None = None,
+        group: Group | None = None,
     ) -> None:
         self.model, self.guide = PerExample(model), PerExample(guide)
+        self.group = group or Group()
         self.objective = objective
         self.vae = vae
         self.lr = lr
@@ -92,14 +102,49 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self._params, lr=self.lr)
 
     def loss_and_grads(self, x: torch.Tensor) -> float:
-        """The loss on the batch ``x``, per example; leaves the gradients in ``.grad``."""
+        """The loss on the batch ``x``, per example; leaves the gradients in ``.grad``.
+
+        In a data-parallel run ``x`` is the global batch, the same on every
+        process: each computes its shard's share and the shares are summed, so
+        every process gets the loss and gradients of ``x``, per example.
+        """
+        if not self.group.distributed:
+            return self._local_loss_and_grads(x)
+        shard = shard_of_batch(x, self.group)
+        self.model.batch_total = self.guide.batch_total = x.shape[0]
+        try:
+            if shard.shape[0] > 0:
+                loss = self._local_loss_and_grads(shard)
+            else:
+                # A last global batch with fewer rows than processes leaves this one
+                # none. It still takes a step, thrown away, so the objective's own
+                # state (the KL warm-up's step count) stays in step with the others.
+                self._local_loss_and_grads(x[:1])
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = 0.0
+        finally:
+            self.model.batch_total = self.guide.batch_total = None
+        return sum_gradients(self.group, self.optimizer.param_groups[0]["params"], loss)
+
+    def _local_loss_and_grads(self, x: torch.Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
         if self.vae is not None:
             return self.objective.loss_and_grads(self.model, self.guide, x)
+        known = len(self._known)
         with poutine.trace(param_only=True) as capture:
             loss = self.objective.loss_and_grads(self.model, self.guide, x)
         self._add_from_trace(capture.trace)
+        if self.group.distributed and len(self._known) != known:
+            raise ValueError(
+                f"the parameter {self.names[-1]!r} first appeared during training; a "
+                "data-parallel run needs every pyro.param to exist after the programs' "
+                "first run on a batch, so that all processes exchange the same gradients"
+            )
         return loss
+
+    def params(self) -> list[torch.Tensor]:
+        """The tensors the optimizer updates, in the order of :attr:`names`."""
+        return list(self.optimizer.param_groups[0]["params"])
 
     def apply(self) -> None:
         """Applies the update of the gradients left by :meth:`loss_and_grads`."""

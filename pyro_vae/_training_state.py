@@ -191,19 +191,33 @@ def materialize_program_params(trainer: Trainer, example: torch.Tensor) -> None:
         trainer.model(example)
 
 
-def check_resumable(state: dict[str, Any], data: torch.Tensor, batch_size: int, path: Path) -> None:
-    """Refuses to resume on other data or batches, which would silently break exactness."""
+def check_resumable(
+    state: dict[str, Any], data: torch.Tensor, batch_size: int, world_size: int, path: Path
+) -> None:
+    """Refuses to resume on other data or batches, which would silently break exactness.
+
+    ``batch_size`` is per process. A data-parallel run may resume on another
+    number of processes if the global batch (per process × processes) is the same.
+    """
     shape = state.get("data_shape")
     if shape is not None and list(data.shape) != list(shape):
         raise ValueError(
             f"cannot resume {path}: it was trained on data of shape {tuple(shape)}, "
             f"got {tuple(data.shape)}"
         )
-    saved = state.get("config", {}).get("batch_size")
-    if saved is not None and saved != batch_size:
+    config = state.get("config", {})
+    saved, processes = config.get("batch_size"), config.get("world_size", 1)
+    if saved is None or saved * processes == batch_size * world_size:
+        return
+    if processes == world_size == 1:
         raise ValueError(
             f"cannot resume {path}: it was trained with batch_size={saved}, got {batch_size}"
         )
+    raise ValueError(
+        f"cannot resume {path}: it was trained with batch_size={saved} on {processes} "
+        f"process(es), a global batch of {saved * processes}; got batch_size={batch_size} "
+        f"on {world_size}, a global batch of {batch_size * world_size}"
+    )
 
 
 def best_params_on_resume(

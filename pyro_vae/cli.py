@@ -6,6 +6,10 @@ Names map to constructors in :mod:`pyro_vae._cli_runs` and nowhere else. A run f
 ``sample`` and the commands of :mod:`pyro_vae._cli_analysis` (``plot``, ``gaps``,
 ``anomaly``, ``denoise``) rebuild the model from a checkpoint's config. Bad arguments get
 one line on stderr and exit code 2.
+
+``train`` and ``evaluate`` also run under ``torchrun`` (:mod:`pyro_vae.distributed`):
+training is data-parallel, evaluation is split between the processes and gathered,
+and rank 0 alone prints and writes files.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import pyro
 import torch
 
-from . import data, evaluate, plots
+from . import data, distributed, evaluate, plots
 from ._atomic import write_atomically
 from ._checks import check_output_path
 from ._cli_analysis import COMMANDS
@@ -39,12 +44,15 @@ from ._cli_runs import (
     new_run_splits,
     pick_device,
 )
+from ._data_parallel import fork_random_streams
 from .compare import compare
 from .plots._figure import check_figure_path
 from .train import fit
 from .vae import VAE
 
 __all__ = ["main", "build_vae"]
+
+DISTRIBUTED_COMMANDS = ("train", "evaluate")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -53,13 +61,19 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _report(vae: VAE, x: torch.Tensor, args: argparse.Namespace, split: str) -> dict[str, Any]:
+    """Evaluates on ``x`` (split between the processes under torchrun); rank 0 prints."""
     x = x.to(next(vae.parameters()).device)
     tic = time.perf_counter()
     kwargs = {"batch_size": args.eval_batch_size}
-    elbo = evaluate.elbo(vae.model, vae.guide, x, num_samples=100, **kwargs)
-    log_px, stderr = evaluate.log_likelihood(
-        vae.model, vae.guide, x, num_samples=args.num_samples, return_stderr=True, **kwargs
-    )
+
+    def bounds(rows: torch.Tensor) -> torch.Tensor:
+        elbo = evaluate.elbo(vae.model, vae.guide, rows, num_samples=100, **kwargs)
+        log_px, stderr = evaluate.log_likelihood(
+            vae.model, vae.guide, rows, num_samples=args.num_samples, return_stderr=True, **kwargs
+        )
+        return torch.stack([elbo, log_px, stderr], dim=1)
+
+    elbo, log_px, stderr = distributed.map_shards(bounds, x).unbind(1)
     n = x.shape[0]
     metrics = {
         "split": split,
@@ -72,6 +86,8 @@ def _report(vae: VAE, x: torch.Tensor, args: argparse.Namespace, split: str) -> 
         "num_samples": args.num_samples,
         "seconds": time.perf_counter() - tic,
     }
+    if not distributed.current().is_main:
+        return metrics
     print(f"{split} ELBO (100 samples):         {metrics['elbo']:.2f} nats per example")
     print(
         f"{split} log p(x) (K={args.num_samples}):  {metrics['log_likelihood']:.2f} "
@@ -82,8 +98,15 @@ def _report(vae: VAE, x: torch.Tensor, args: argparse.Namespace, split: str) -> 
     return metrics
 
 
-def _train(args: argparse.Namespace) -> None:
+def _join(args: argparse.Namespace) -> torch.device:
+    """The device, after joining the process group of a torchrun launch (if any)."""
     device = pick_device(args.device)
+    group = distributed.init(device, timeout=args.dist_timeout)
+    return distributed.local_device(device, group)
+
+
+def _train(args: argparse.Namespace) -> None:
+    device = _join(args)
     out = check_output_path("--out", args.out, folder=True)
     config = model_config(args)
     pyro.set_rng_seed(args.seed)
@@ -91,7 +114,9 @@ def _train(args: argparse.Namespace) -> None:
     vae = build_vae(config)
     # Nothing is created before this point; a failure from here on removes what this
     # call created, unless it finished an epoch (checkpoint.pt), which --resume continues.
-    with OutputGuard(out, keep_checkpoints=True):
+    # Rank 0 alone owns the folder.
+    main_process = distributed.current().is_main
+    with OutputGuard(out, keep_checkpoints=True) if main_process else nullcontext():
         _fit_and_report(vae, splits, config, args, device, out)
 
 
@@ -127,13 +152,17 @@ def _fit_and_report(
         config=config,
         progress=not args.no_progress,
     )
+    main_process = distributed.current().is_main
     best = min(history.column("valid_loss"))
-    print(
-        f"trained {history.rows[-1]['epoch']} epochs; best validation loss {best:.2f} "
-        f"at epoch {history.best_epoch}"
-    )
+    if main_process:
+        print(
+            f"trained {history.rows[-1]['epoch']} epochs; best validation loss {best:.2f} "
+            f"at epoch {history.best_epoch}"
+        )
     vae.eval()
     metrics = _report(vae, test_x, args, "test")
+    if not main_process:
+        return
     text = json.dumps(metrics, indent=2) + "\n"
     write_atomically(out / "metrics.json", lambda f: f.write(text.encode()))
     figures = [
@@ -145,8 +174,9 @@ def _fit_and_report(
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    device = pick_device(args.device)
+    device = _join(args)
     pyro.set_rng_seed(args.seed)
+    fork_random_streams(distributed.current())  # each process its own draws
     vae, config = load_run(args.checkpoint, device)
     _report(vae, eval_data(config, args.split, args.data_dir), args, args.split)
 
@@ -220,12 +250,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = apply_config(parser, args, argv)
     commands = {"train": _train, "evaluate": _evaluate, "sample": _sample, "compare": _compare}
     command = (commands | COMMANDS)[args.command]
+    code = 2
     try:
+        if args.command not in DISTRIBUTED_COMMANDS and distributed.launched():
+            raise ValueError(
+                f"{args.command} runs in one process; only "
+                f"{' and '.join(DISTRIBUTED_COMMANDS)} run under torchrun"
+            )
         command(args)
     except KeyboardInterrupt:
         resume = " (resume it with --resume)" if args.command == "train" else ""
         print(f"pyro-vae {args.command}: interrupted{resume}", file=sys.stderr)
         return 130
+    except distributed.PeerError as e:
+        message, code = str(e), 1
     except (ValueError, TypeError, OSError, FloatingPointError) as e:
         message = str(e) or type(e).__name__
     except (RuntimeError, MemoryError) as e:
@@ -235,4 +273,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         return 0
     print(f"pyro-vae {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
-    return 2
+    return code

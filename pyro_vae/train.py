@@ -21,6 +21,14 @@ every ``checkpoint_every`` steps) and ``best.pt`` (the parameters with the best
 validation loss). Resuming from ``checkpoint.pt`` continues exactly where it
 stopped: on the CPU, 2 epochs, a crash, and 2 more give the parameters of 4
 epochs straight, bit for bit (:mod:`pyro_vae._training_state`).
+
+Launched by ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` set), ``fit``
+trains data-parallel (:mod:`pyro_vae.distributed`, :mod:`pyro_vae._data_parallel`):
+``batch_size`` is per process, each step's global batch of
+``batch_size × world_size`` examples is split between the processes, the loss
+and gradients are those per example of the global batch, and every process
+ends with the same parameters. Rank 0 alone prints and writes the run folder;
+validation is split between the processes and summed.
 """
 
 from __future__ import annotations
@@ -39,13 +47,20 @@ import pyro.infer
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoints, objectives
+from . import checkpoints, distributed, objectives
 from ._checks import (
     check_data,
     check_output_path,
     check_positive_float,
     check_positive_int,
     check_seed,
+)
+from ._data_parallel import (
+    broadcast_tensors,
+    check_same_parameters,
+    check_same_setup,
+    data_summary,
+    fork_random_streams,
 )
 from ._epoch import EpochRunner, NonFiniteLossError, batches
 from ._fit_setup import (
@@ -106,10 +121,17 @@ class History:
         return [row[name] for row in self.rows]
 
 
-def _mean_loss(trainer: Trainer, data: torch.Tensor, batch_size: int) -> float:
+def _mean_loss(
+    trainer: Trainer, data: torch.Tensor, batch_size: int, group: distributed.Group
+) -> float:
+    """The loss per example of ``data``; each process takes its share of the rows."""
+    rows = distributed.shard_range(data.shape[0], group)
     total = 0.0
-    for batch in batches(data, batch_size):
+    for batch in batches(data[rows.start : rows.stop], batch_size):
         total += trainer.loss(batch) * batch.shape[0]
+    if group.distributed:
+        summed = torch.tensor([total], dtype=torch.float64, device=data.device)
+        total = float(group.all_reduce_sum(summed, "the validation loss")[0])
     return total / data.shape[0]
 
 
@@ -156,13 +178,14 @@ def fit(
         valid_objective: the objective of the validation loss, by name or as an
             ELBO (default: the training objective).
         epochs: the total number of epochs (a resumed run continues up to it).
-        batch_size: examples per step.
+        batch_size: examples per step (per process in a data-parallel run).
         lr: Adam's learning rate (default 1e-3; on resume, the run's own, unless given).
         binarize: draw x ~ Bernoulli(data) afresh for every mini-batch (dynamic
             binarisation); ``data`` must then hold intensities in [0, 1].
         patience: with ``valid``, stop after this many epochs without improvement.
         seed: seeds Python, NumPy, torch and Pyro (``pyro.set_rng_seed``) first.
         device: ``"cpu"`` or ``"cuda"``; the VAE and the data are moved there.
+            In a data-parallel run ``"cuda"`` means ``cuda:LOCAL_RANK``.
         out: run folder for ``log.csv``, ``config.json`` and checkpoints (none if ``None``).
         resume: continue the run saved in ``out`` exactly where its ``checkpoint.pt``
             stopped: parameters, optimizer, objective counters, position in the
@@ -233,29 +256,47 @@ def fit(
     valid_loss = loss if valid_objective is None else make_objective(valid_objective, None)
 
     device = resolve_device(device, vae, check_data(data, "data"))
+    group = distributed.init(device)
+    device = distributed.local_device(device, group)
     check_inputs(vae, data, valid, binarize, device)
+    check_same_setup(
+        group,
+        {"data": data_summary(data), "validation data": valid is not None and data_summary(valid),
+         "batch_size": batch_size, "epochs": epochs,
+         "objective": (objective_label(loss), loss.num_particles),
+         "seed": seed, "resume": resume, "binarize": binarize, "run folder": out is not None},
+    )  # fmt: skip
     folder = RunFolder(out) if out is not None else None
     if folder is not None:
-        folder.check(resume=resume, overwrite=overwrite)
+        group.on_main(lambda: folder.check(resume=resume, overwrite=overwrite), "the run folder")
     data = data.to(device)
     valid = valid.to(device) if valid is not None else None
 
     if seed is not None and not resume:
         pyro.set_rng_seed(seed)
-    trainer = Trainer(model_fn, guide_fn, loss, lr or DEFAULT_LR, vae)
+    trainer = Trainer(model_fn, guide_fn, loss, lr or DEFAULT_LR, vae, group)
     valid_trainer = trainer if valid_loss is loss else Trainer(model_fn, guide_fn, valid_loss, 1.0)
     generator = data_generator(device)
     example = first_batch(data, batch_size, binarize)
+    global_batch = batch_size * group.world_size
     best_params = None
     if resume:
-        state = checkpoints.load(folder.checkpoint, map_location=device)
-        check_resumable(state, data, batch_size, folder.checkpoint)
+        state = group.on_main(
+            lambda: checkpoints.load(
+                folder.checkpoint, map_location="cpu" if group.distributed else device
+            ),
+            "the checkpoint",
+        )
+        check_resumable(state, data, batch_size, group.world_size, folder.checkpoint)
         if vae is None:
             materialize_program_params(trainer, example)
         trainer.prepare(example)
         position, books = restore(state, vae, trainer, generator, random_state=True, lr=lr)
-        best_params = best_params_on_resume(folder.best, state, position, device)
-        if "data_rng_state" not in state:
+        _restore_rank_random_state(state, group)
+        best_params = group.on_main(
+            lambda: best_params_on_resume(folder.best, state, position, device), "best.pt"
+        )
+        if "data_rng_state" not in state and group.is_main:
             warnings.warn(
                 f"{folder.checkpoint} holds no data-order state (written by an older "
                 "pyro_vae): the resumed run sees other batches than an uninterrupted one",
@@ -264,6 +305,13 @@ def fit(
     else:
         trainer.prepare(example)
         position, books = Position(epoch=1), Bookkeeping()
+        # Rank 0's initial parameters and data order for everyone, then own particle streams.
+        tensors = trainer.optimizer.param_groups[0]["params"]
+        broadcast_tensors(group, [*tensors, *(vae.buffers() if vae else [])], "parameters")
+        generator.set_state(group.broadcast_object(generator.get_state(), "the data order"))
+        fork_random_streams(group)
+    writer = folder if group.is_main else None
+    progress = progress and group.is_main
     run_config = {
         "objective": objective if isinstance(objective, str) else type(objective).__name__,
         "valid_objective": (
@@ -279,17 +327,18 @@ def fit(
         "patience": patience,
         "seed": seed,
         "clip_grad_norm": clip_grad_norm,
+        "world_size": group.world_size,
         **config,
     }
-    if folder is not None:
-        folder.start(run_config, resume=resume)
+    if writer is not None:
+        writer.start(run_config, resume=resume)
         if resume:
-            folder.write_log(books.rows)  # drops rows of work done after the checkpoint
+            writer.write_log(books.rows)  # drops rows of work done after the checkpoint
 
     runner = EpochRunner(
         trainer,
         data,
-        batch_size,
+        global_batch,
         generator,
         binarize,
         objective_label(loss),
@@ -307,10 +356,17 @@ def fit(
         nonlocal snapshot, in_a_row
         if folder is None and not keep_snapshots:
             return
+        rank_states = None
+        if folder is not None and group.distributed:  # the same condition on every process
+            rank_states = group.all_gather_object(checkpoints.get_rng_state(), "random states")
+        if writer is None and not keep_snapshots:
+            return
         state = capture(vae, trainer, generator, at, books, run_config)
         state["data_shape"] = list(data.shape)
-        if folder is not None:
-            checkpoints.save(state, folder.checkpoint)
+        if rank_states is not None:
+            state["rank_rng_states"] = rank_states
+        if writer is not None:
+            checkpoints.save(state, writer.checkpoint)
         if keep_snapshots:
             snapshot, in_a_row = state, 0
 
@@ -335,14 +391,16 @@ def fit(
                     {"epoch": e.epoch, "step": e.step, "objective": e.objective,
                      "problem": e.problem, "to": to}
                 )  # fmt: skip
-                warnings.warn(
-                    f"{e}; rolled back to epoch {to[0]}, step {to[1]} ({in_a_row} of at most "
-                    f"{max_rollbacks} in a row)",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                if group.is_main:
+                    warnings.warn(
+                        f"{e}; rolled back to epoch {to[0]}, step {to[1]} ({in_a_row} of at "
+                        f"most {max_rollbacks} in a row)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
                 continue
             first = False
+            check_same_parameters(group, list(zip(trainer.names, trainer.params(), strict=True)))
             row = {
                 "epoch": position.epoch,
                 "train_loss": position.total / position.seen,
@@ -351,7 +409,7 @@ def fit(
             }
             improved = False
             if valid is not None:
-                row["valid_loss"] = _mean_loss(valid_trainer, valid, batch_size)
+                row["valid_loss"] = _mean_loss(valid_trainer, valid, batch_size, group)
                 improved = row["valid_loss"] < books.best_loss
                 if improved:
                     books.best_loss, books.bad_epochs = row["valid_loss"], 0
@@ -364,16 +422,38 @@ def fit(
             position = Position(epoch=position.epoch + 1)
             # checkpoint.pt first: a crash before best.pt is written is repaired on resume.
             save_point(position)
-            if folder is not None:
+            if writer is not None:
                 if improved:
                     best = {"epoch": row["epoch"], "params": best_params, "config": run_config}
-                    checkpoints.save(best, folder.best)
-                folder.write_log(books.rows)
+                    checkpoints.save(best, writer.best)
+                writer.write_log(books.rows)
             if progress:
                 _print_epoch(row, epochs, valid is not None)
     if best_params is not None and books.best_epoch != books.rows[-1]["epoch"]:
         restore_params(vae, best_params)
     return History(books.rows, books.best_epoch, stopped_early, rollbacks)
+
+
+def _restore_rank_random_state(state: dict[str, Any], group: distributed.Group) -> None:
+    """Each process's own random state from a data-parallel checkpoint (rank 0's is restored).
+
+    Resuming on as many processes as the checkpoint's run continues its draws
+    exactly; on another number the processes get fresh streams.
+    """
+    if not group.distributed:
+        return
+    saved = state.get("rank_rng_states")
+    if saved is not None and len(saved) == group.world_size:
+        checkpoints.set_rng_state(saved[group.rank])
+        return
+    fork_random_streams(group)
+    if group.is_main:
+        was = len(saved) if saved is not None else 1
+        warnings.warn(
+            f"the run was trained on {was} process(es) and resumes on {group.world_size}: "
+            "the processes draw fresh particles, not those of an uninterrupted run",
+            stacklevel=3,
+        )
 
 
 def _print_epoch(row: dict[str, float], epochs: int, with_valid: bool) -> None:
