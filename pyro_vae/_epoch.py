@@ -25,10 +25,11 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from ._trainer import Trainer
 from ._training_state import Position
 
-__all__ = ["NonFiniteLossError", "EpochRunner", "batches"]
+__all__ = ["NonFiniteLossError", "EpochRunner", "batches", "mean_loss"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -51,6 +52,20 @@ def batches(data: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
         yield data[start : start + batch_size]
 
 
+def mean_loss(
+    trainer: Trainer, data: torch.Tensor, batch_size: int, group: distributed.Group
+) -> float:
+    """The loss per example of ``data``, without gradients; each process takes its share."""
+    rows = distributed.shard_range(data.shape[0], group)
+    total = 0.0
+    for batch in batches(data[rows.start : rows.stop], batch_size):
+        total += trainer.loss(batch) * batch.shape[0]
+    if group.distributed:
+        summed = torch.tensor([total], dtype=torch.float64, device=data.device)
+        total = float(group.all_reduce_sum(summed, "the validation loss")[0])
+    return total / data.shape[0]
+
+
 @dataclass
 class EpochRunner:
     """Runs epochs of SVI steps over ``data``.
@@ -58,7 +73,8 @@ class EpochRunner:
     Attributes:
         trainer: the prepared :class:`~pyro_vae._trainer.Trainer`.
         data: training data ``(N, *event_shape)``, on the training device.
-        batch_size: examples per step.
+        batch_size: examples per step (the global batch in a data-parallel run; the
+            trainer keeps its process's share).
         generator: the data generator (shuffle and binarisation draws).
         binarize: draw each batch as x ~ Bernoulli(batch) (dynamic binarisation).
         objective: the objective's name, for reports.

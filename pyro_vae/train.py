@@ -55,14 +55,8 @@ from ._checks import (
     check_positive_int,
     check_seed,
 )
-from ._data_parallel import (
-    broadcast_tensors,
-    check_same_parameters,
-    check_same_setup,
-    data_summary,
-    fork_random_streams,
-)
-from ._epoch import EpochRunner, NonFiniteLossError, batches
+from ._data_parallel import check_same_parameters, check_same_setup, data_summary
+from ._epoch import EpochRunner, NonFiniteLossError, mean_loss
 from ._fit_setup import (
     check_config,
     check_inputs,
@@ -73,15 +67,12 @@ from ._fit_setup import (
     objective_label,
     resolve_device,
 )
+from ._fit_start import resume_run, start_run
 from ._run_folder import LOG_COLUMNS, RunFolder
 from ._trainer import Trainer
 from ._training_state import (
-    Bookkeeping,
     Position,
-    best_params_on_resume,
     capture,
-    check_resumable,
-    materialize_program_params,
     params_snapshot,
     restore,
     restore_params,
@@ -119,20 +110,6 @@ class History:
         if name not in LOG_COLUMNS:
             raise ValueError(f"unknown column {name!r}; choose one of: {', '.join(LOG_COLUMNS)}")
         return [row[name] for row in self.rows]
-
-
-def _mean_loss(
-    trainer: Trainer, data: torch.Tensor, batch_size: int, group: distributed.Group
-) -> float:
-    """The loss per example of ``data``; each process takes its share of the rows."""
-    rows = distributed.shard_range(data.shape[0], group)
-    total = 0.0
-    for batch in batches(data[rows.start : rows.stop], batch_size):
-        total += trainer.loss(batch) * batch.shape[0]
-    if group.distributed:
-        summed = torch.tensor([total], dtype=torch.float64, device=data.device)
-        total = float(group.all_reduce_sum(summed, "the validation loss")[0])
-    return total / data.shape[0]
 
 
 def fit(
@@ -279,37 +256,12 @@ def fit(
     generator = data_generator(device)
     example = first_batch(data, batch_size, binarize)
     global_batch = batch_size * group.world_size
-    best_params = None
     if resume:
-        state = group.on_main(
-            lambda: checkpoints.load(
-                folder.checkpoint, map_location="cpu" if group.distributed else device
-            ),
-            "the checkpoint",
+        position, books, best_params = resume_run(
+            folder, trainer, vae, generator, example, data, batch_size, lr, device
         )
-        check_resumable(state, data, batch_size, group.world_size, folder.checkpoint)
-        if vae is None:
-            materialize_program_params(trainer, example)
-        trainer.prepare(example)
-        position, books = restore(state, vae, trainer, generator, random_state=True, lr=lr)
-        _restore_rank_random_state(state, group)
-        best_params = group.on_main(
-            lambda: best_params_on_resume(folder.best, state, position, device), "best.pt"
-        )
-        if "data_rng_state" not in state and group.is_main:
-            warnings.warn(
-                f"{folder.checkpoint} holds no data-order state (written by an older "
-                "pyro_vae): the resumed run sees other batches than an uninterrupted one",
-                stacklevel=2,
-            )
     else:
-        trainer.prepare(example)
-        position, books = Position(epoch=1), Bookkeeping()
-        # Rank 0's initial parameters and data order for everyone, then own particle streams.
-        tensors = trainer.optimizer.param_groups[0]["params"]
-        broadcast_tensors(group, [*tensors, *(vae.buffers() if vae else [])], "parameters")
-        generator.set_state(group.broadcast_object(generator.get_state(), "the data order"))
-        fork_random_streams(group)
+        position, books, best_params = start_run(trainer, vae, generator, example)
     writer = folder if group.is_main else None
     progress = progress and group.is_main
     run_config = {
@@ -409,7 +361,7 @@ def fit(
             }
             improved = False
             if valid is not None:
-                row["valid_loss"] = _mean_loss(valid_trainer, valid, batch_size, group)
+                row["valid_loss"] = mean_loss(valid_trainer, valid, batch_size, group)
                 improved = row["valid_loss"] < books.best_loss
                 if improved:
                     books.best_loss, books.bad_epochs = row["valid_loss"], 0
@@ -432,28 +384,6 @@ def fit(
     if best_params is not None and books.best_epoch != books.rows[-1]["epoch"]:
         restore_params(vae, best_params)
     return History(books.rows, books.best_epoch, stopped_early, rollbacks)
-
-
-def _restore_rank_random_state(state: dict[str, Any], group: distributed.Group) -> None:
-    """Each process's own random state from a data-parallel checkpoint (rank 0's is restored).
-
-    Resuming on as many processes as the checkpoint's run continues its draws
-    exactly; on another number the processes get fresh streams.
-    """
-    if not group.distributed:
-        return
-    saved = state.get("rank_rng_states")
-    if saved is not None and len(saved) == group.world_size:
-        checkpoints.set_rng_state(saved[group.rank])
-        return
-    fork_random_streams(group)
-    if group.is_main:
-        was = len(saved) if saved is not None else 1
-        warnings.warn(
-            f"the run was trained on {was} process(es) and resumes on {group.world_size}: "
-            "the processes draw fresh particles, not those of an uninterrupted run",
-            stacklevel=3,
-        )
 
 
 def _print_epoch(row: dict[str, float], epochs: int, with_valid: bool) -> None:
