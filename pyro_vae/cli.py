@@ -273,4 +273,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         return 0
     print(f"pyro-vae {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+    distributed.shutdown(wait=False)  # the other processes may be waiting in a collective
     return code

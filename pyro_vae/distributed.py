@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -292,7 +293,7 @@ def init(
             f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} failed: {e}"
         ) from None
     _group = Group(group.rank, group.world_size, group.local_rank, backend)
-    atexit.register(shutdown)
+    atexit.register(_at_exit)
     return _group
 
 
@@ -303,19 +304,35 @@ def local_device(device: torch.device, group: Group) -> torch.device:
     return device
 
 
-def shutdown() -> None:
-    """Leaves the process group (at exit, or to end distributed work early)."""
+def shutdown(*, wait: bool = True) -> None:
+    """Leaves the process group (at exit, or to end distributed work early).
+
+    With ``wait``, first waits (up to the group's timeout) for every process to
+    leave too: a process that tears gloo down while another still talks to it
+    can abort at exit. A process leaving because of an error must not wait, as
+    the others may be inside a collective it will never join; they then stop
+    with :class:`PeerError`.
+    """
     global _group
     _group = None
     if dist.is_available() and dist.is_initialized():
+        if wait and dist.get_world_size() > 1:
+            try:
+                dist.barrier()
+            except RuntimeError:
+                pass  # already failing; leave anyway
         dist.destroy_process_group()
+
+
+def _at_exit() -> None:
+    shutdown(wait=not hasattr(sys, "last_value"))  # set when an uncaught exception ends it
 
 
 def _abandon() -> None:
     # After a failed collective the group is unusable; destroying it lets the
     # process exit normally instead of aborting in the backend's destructor.
     try:
-        shutdown()
+        shutdown(wait=False)
     except Exception:  # noqa: BLE001, S110 - already failing; the PeerError says why
         pass
 
