@@ -2,8 +2,8 @@
 
 The public names are re-exported here explicitly; the modules ``priors``,
 ``guides``, ``likelihoods``, ``nets``, ``objectives``, ``estimators``,
-``evaluate``, ``gradients``, ``latent``, ``gaps``, ``applications``, ``sweep``, ``data``
-and ``plots`` are reached as attributes
+``evaluate``, ``gradients``, ``latent``, ``gaps``, ``applications``, ``sweep``, ``data``,
+``distributed`` and ``plots`` are reached as attributes
 (``pv.priors.StandardNormal``).
 """
 
@@ -11,6 +11,7 @@ from . import (
     applications,
     checkpoints,
     data,
+    distributed,
     estimators,
     evaluate,
     gaps,
@@ -38,6 +39,7 @@ __all__ = [
     "Comparison",
     "checkpoints",
     "data",
+    "distributed",
     "estimators",
     "evaluate",
     "gradients",

@@ -135,16 +135,17 @@ class Group:
         if not self.distributed:
             return fn()
         outcome: tuple[str, Any] | None = None
+        error: Exception | None = None
         if self.is_main:
             try:
                 outcome = ("value", fn())
             except Exception as e:  # noqa: BLE001 - every process must learn of it
-                outcome = ("error", (type(e), str(e)))
+                error, outcome = e, ("error", (type(e), str(e)))
         kind, payload = self.broadcast_object(outcome, what)
         if kind == "value":
             return payload
-        if self.is_main:
-            raise payload[0](payload[1])
+        if error is not None:
+            raise error
         raise _rebuilt(payload[0], f"on rank 0: {payload[1]}")
 
     def barrier(self, what: str = "a barrier") -> None:

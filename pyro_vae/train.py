@@ -192,6 +192,8 @@ def fit(
         ValueError, TypeError: a bad argument or bad data, named in the message.
         FileExistsError, FileNotFoundError: ``out`` holds a run and neither
             ``resume`` nor ``overwrite`` is set; ``resume`` without a checkpoint.
+        pyro_vae.distributed.PeerError: (a ``RuntimeError``) in a data-parallel run,
+            another process stopped, hung past the timeout, or its parameters diverged.
     """
     vae = model if isinstance(model, VAE) else None
     if vae is not None:
@@ -236,13 +238,15 @@ def fit(
     group = distributed.init(device)
     device = distributed.local_device(device, group)
     check_inputs(vae, data, valid, binarize, device)
-    check_same_setup(
-        group,
-        {"data": data_summary(data), "validation data": valid is not None and data_summary(valid),
-         "batch_size": batch_size, "epochs": epochs,
-         "objective": (objective_label(loss), loss.num_particles),
-         "seed": seed, "resume": resume, "binarize": binarize, "run folder": out is not None},
-    )  # fmt: skip
+    if group.distributed:
+        check_same_setup(
+            group,
+            {"data": data_summary(data),
+             "validation data": valid is not None and data_summary(valid),
+             "batch_size": batch_size, "epochs": epochs,
+             "objective": (objective_label(loss), loss.num_particles),
+             "seed": seed, "resume": resume, "binarize": binarize, "run folder": out is not None},
+        )  # fmt: skip
     folder = RunFolder(out) if out is not None else None
     if folder is not None:
         group.on_main(lambda: folder.check(resume=resume, overwrite=overwrite), "the run folder")
