@@ -34,18 +34,9 @@ from pathlib import Path
 
 import torch
 from _report import append_section
+from eval_speed import build  # the VAE of bench/train_speed.py and bench/eval_speed.py
 
 import pyro_vae as pv
-
-LATENT, HIDDEN = 50, 400
-
-
-def build() -> pv.VAE:
-    return pv.VAE(
-        pv.priors.StandardNormal(LATENT),
-        pv.likelihoods.Bernoulli(pv.nets.MLP(LATENT, [HIDDEN], 784)),
-        pv.guides.DiagonalNormal(pv.nets.MLP(784, [HIDDEN]), latent_dim=LATENT),
-    )
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -75,13 +75,8 @@ def match(
     :class:`PerExample` (1/G with its ``batch_total``), else 1. Returns ``None``
     where the fused path does not apply (see the module's docstring).
     """
-    per_example = isinstance(model, PerExample) and isinstance(guide, PerExample)
-    scale = 1.0
-    if per_example:
-        if model.batch_total != guide.batch_total:
-            return None
-        if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 1:
-            scale = model.scale(args[0])
+    wrapper = model if isinstance(model, PerExample) and isinstance(guide, PerExample) else None
+    if wrapper is not None:
         model, guide = model.fn, guide.fn
     vae = getattr(model, "__self__", None)
     if (
@@ -96,7 +91,7 @@ def match(
         or getattr(guide, "__func__", None) is not VAE.guide
     ):
         return None
-    return vae, scale
+    return vae, (wrapper.scale(args[0]) if wrapper is not None else 1.0)
 
 
 @dataclass

@@ -119,13 +119,6 @@ class Group:
             dist.all_gather_object(out, obj)
         return out
 
-    def gather_rows(self, local: torch.Tensor, what: str = "results") -> torch.Tensor:
-        """The processes' tensors concatenated along dim 0 in rank order, on every process."""
-        if not self.distributed:
-            return local
-        parts = self.all_gather_object(local.detach().cpu(), what)
-        return torch.cat(parts).to(local.device)
-
     def on_main(self, fn: Callable[[], T], what: str = "a result") -> T:
         """Runs ``fn`` on rank 0 only and gives every process its result or its error.
 
@@ -147,12 +140,6 @@ class Group:
         if error is not None:
             raise error
         raise _rebuilt(payload[0], f"on rank 0: {payload[1]}")
-
-    def barrier(self, what: str = "a barrier") -> None:
-        """Waits for every process."""
-        if self.distributed:
-            with self._collective(what):
-                dist.barrier()
 
     @contextmanager
     def _collective(self, what: str) -> Iterator[None]:
