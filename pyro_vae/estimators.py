@@ -160,7 +160,10 @@ class ParticleELBO(pyro.infer.ELBO):
 
     Arguments:
         num_particles: K ≥ 1 samples of z per example, drawn in one vectorised pass.
-        max_plate_nesting: plates the model nests (pyro_vae's models: 1, ``"data"``).
+        max_plate_nesting: plates the programs nest, left of which the particle
+            plate goes. By default it is found from the programs, as Pyro's ELBOs
+            guess it, by one run without particles on the first batch (pyro_vae's
+            models: 1, ``"data"``); a number given is used as it is.
         beta, warmup_steps, free_bits: the :class:`KLSchedule`.
     """
 
@@ -172,14 +175,19 @@ class ParticleELBO(pyro.infer.ELBO):
         self,
         num_particles: int = 1,
         *,
-        max_plate_nesting: int = 1,
+        max_plate_nesting: int | None = None,
         beta: float = 1.0,
         warmup_steps: int = 0,
         free_bits: float = 0.0,
     ) -> None:
         num_particles = _count("num_particles", num_particles, low=1)
-        max_plate_nesting = _count("max_plate_nesting", max_plate_nesting, low=1)
-        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
+        if max_plate_nesting is not None:
+            max_plate_nesting = _count("max_plate_nesting", max_plate_nesting, low=1)
+        self._given_nesting = max_plate_nesting
+        # Pyro's own mark of a nesting still to be found from the programs.
+        nesting = float("inf") if max_plate_nesting is None else max_plate_nesting
+        super().__init__(num_particles=num_particles, max_plate_nesting=nesting)
+        self._checked: tuple[Callable, Callable] | None = None
         self.schedule = KLSchedule(beta, warmup_steps, free_bits)
         if free_bits and not self.accepts_free_bits:
             raise ValueError(
@@ -200,7 +208,28 @@ class ParticleELBO(pyro.infer.ELBO):
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.step = _count("step", state["step"], low=0)
 
+    def _check_programs(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> None:
+        """Checks the programs and finds their plate nesting, once per pair of programs.
+
+        The check runs them without particles (:func:`_particles.check_programs`),
+        so that every path (SVI, ``fit``) refuses a program outside the contract
+        with the same message, before a particle plate can break it.
+        """
+        if self._checked is not None and self._checked == (model, guide):
+            return
+        caller = f"objective {self.objective_name!r}"
+        depth = _particles.check_programs(model, guide, args, kwargs, caller)
+        if self._given_nesting is None:
+            self.max_plate_nesting = depth
+        elif depth > self._given_nesting:
+            raise ValueError(
+                f"max_plate_nesting={self._given_nesting} but the programs nest plates "
+                f"{depth} deep; leave max_plate_nesting out to find it from the programs"
+            )
+        self._checked = (model, guide)
+
     def _run(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Particles:
+        self._check_programs(model, guide, args, kwargs)
         p = _particles.run(
             model,
             guide,

@@ -10,6 +10,11 @@ Bad input is refused before any work, with an error naming the argument: ``x``
 must be a finite floating tensor; for a VAE's own programs (``vae.model``,
 ``vae.guide``) also of the VAE's dtype, device and event shape and, with the
 model, in the likelihood's support (a guide alone reads any x of that shape).
+Other programs are run once on one example first, by the check the objectives
+share (:func:`pyro_vae._particles.check_programs`): it refuses swapped programs
+(a "model" that observes nothing, a "guide" that observes x), a VAE object
+passed instead of ``vae.model`` or ``vae.guide``, and sites outside the data
+plate, and finds how deep the programs nest their plates.
 
 The importance weight of a sample z_k ~ q(z|x) is w_k = p(x, z_k) / q(z_k|x), so
 
@@ -65,35 +70,16 @@ def _does_not_fit(x: torch.Tensor, error: Exception) -> ValueError:
     return ValueError(f"x of shape {tuple(x.shape)} does not fit the model and guide: {reason}")
 
 
-def _check_program(model: ModelFn, guide: ModelFn, x: torch.Tensor) -> int:
-    """Checks the sites on one example and returns the depth of the deepest vectorised plate.
+def _check_program(model: ModelFn, guide: ModelFn, x: torch.Tensor, caller: str) -> int:
+    """Checks the programs on one example; returns their plate nesting (at least 1).
 
-    Per-example weights need every sample site inside plate "data", and every
-    latent site of the model sampled by the guide.
+    The objectives' own check (:func:`pyro_vae._particles.check_programs`), on
+    ``x[:1]`` so that it costs one example's run; an error of the programs on
+    that example is reported as x not fitting them.
     """
-    devices = [x.device.index or 0] if x.is_cuda else []
-    # The check draws z for one example; it must not shift the random stream.
-    with poutine.block(), torch.random.fork_rng(devices=devices):
-        try:
-            guide_trace = poutine.trace(guide).get_trace(x[:1])
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x[:1])
-        except (RuntimeError, IndexError, ValueError) as e:
-            raise _does_not_fit(x, e) from e
-    depth = 0
-    for program, trace in (("guide", guide_trace), ("model", model_trace)):
-        for site in _sample_sites(trace):
-            frames = site["cond_indep_stack"]
-            if not any(f.name == "data" for f in frames):
-                raise ValueError(
-                    f"site {site['name']!r} of the {program} is outside plate 'data': "
-                    "per-example importance weights need every sample site inside the data plate"
-                )
-            if program == "model" and not site["is_observed"] and site["name"] not in guide_trace:
-                raise ValueError(
-                    f"latent site {site['name']!r} of the model is not sampled by the guide"
-                )
-            depth = max([depth] + [-f.dim for f in frames if f.vectorized])
-    return depth
+    return _particles.check_programs(
+        model, guide, (x[:1],), {}, caller, program_error=lambda e: _does_not_fit(x, e)
+    )
 
 
 def _site_log_prob(site: dict, particle_dim: int) -> torch.Tensor:
@@ -143,6 +129,7 @@ def _log_weight_chunks(
     num_samples: int,
     batch_size: int | None,
     max_rows: int,
+    caller: str,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yields ``(first example, log w of shape (k, b))`` over batches of x and chunks of K.
 
@@ -166,7 +153,7 @@ def _log_weight_chunks(
         batch = x[start : start + batch_size]
         q = _fused.guide_distribution(vae, batch) if vae is not None else None
         if q is None and particle_dim is None:
-            particle_dim = -1 - _check_program(model, guide, x)
+            particle_dim = -1 - _check_program(model, guide, x, caller)
         for k in range(0, num_samples, chunk):
             size = min(chunk, num_samples - k)
             if q is not None:
@@ -197,9 +184,23 @@ def log_weights(
     Returns:
         a tensor of shape ``(K, N)``.
     """
+    return _log_weights(model, guide, x, num_samples, batch_size, max_rows, "log_weights")
+
+
+def _log_weights(
+    model: ModelFn,
+    guide: ModelFn,
+    x: torch.Tensor,
+    num_samples: int,
+    batch_size: int | None,
+    max_rows: int,
+    caller: str,
+) -> torch.Tensor:
+    """:func:`log_weights` for the public function ``caller``, which its errors name."""
     with torch.no_grad():
         columns: dict[int, list[torch.Tensor]] = {}
-        for start, log_w in _log_weight_chunks(model, guide, x, num_samples, batch_size, max_rows):
+        chunks = _log_weight_chunks(model, guide, x, num_samples, batch_size, max_rows, caller)
+        for start, log_w in chunks:
             columns.setdefault(start, []).append(log_w)
         return torch.cat([torch.cat(rows, dim=0) for rows in columns.values()], dim=1)
 
@@ -233,7 +234,10 @@ def log_likelihood(
     """
     sums: dict[int, StreamedLogSumExp] = {}
     with torch.no_grad():
-        for start, log_w in _log_weight_chunks(model, guide, x, num_samples, batch_size, max_rows):
+        chunks = _log_weight_chunks(
+            model, guide, x, num_samples, batch_size, max_rows, "log_likelihood"
+        )
+        for start, log_w in chunks:
             sums.setdefault(start, StreamedLogSumExp()).add(log_w)
     log_sum = torch.cat([s.log_sum for s in sums.values()])
     log_px = log_sum - math.log(num_samples)
@@ -263,7 +267,7 @@ def elbo(
     Returns:
         a tensor of shape ``(N,)``.
     """
-    log_w = log_weights(model, guide, x, num_samples, batch_size=batch_size, max_rows=max_rows)
+    log_w = _log_weights(model, guide, x, num_samples, batch_size, max_rows, "elbo")
     return log_w.mean(dim=0)
 
 
@@ -302,9 +306,8 @@ def iwae_bounds(
     batch_size = check_positive_int("batch_size", batch_size or max(1, max_rows // num_samples))
     bounds: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
     for start in range(0, len(x), batch_size):
-        log_w = log_weights(
-            model, guide, x[start : start + batch_size], num_samples, max_rows=max_rows
-        )
+        batch = x[start : start + batch_size]
+        log_w = _log_weights(model, guide, batch, num_samples, None, max_rows, "iwae_bounds")
         for k in ks:
             groups = log_w[: (num_samples // k) * k].reshape(num_samples // k, k, -1)
             bounds[k].append((torch.logsumexp(groups, dim=1) - math.log(k)).mean(0))
@@ -333,11 +336,11 @@ def elbo_terms(
     check_programs_and_data(model, guide, x)
     reconstruction, kl = [], []
     with torch.no_grad():
-        depth = _check_program(model, guide, x)
-        estimator = estimators.AnalyticKLELBO(num_samples, max_plate_nesting=max(depth, 1))
+        depth = _check_program(model, guide, x, "elbo_terms")
+        estimator = estimators.AnalyticKLELBO(num_samples, max_plate_nesting=depth)
         for start in range(0, len(x), batch_size):
             p = _particles.run(
-                model, guide, (x[start : start + batch_size],), {}, num_samples, max(depth, 1)
+                model, guide, (x[start : start + batch_size],), {}, num_samples, depth
             )
             reconstruction.append(p.log_likelihood().mean(0))
             kl.append(estimator.kl(p).mean(0))
@@ -357,6 +360,7 @@ def unit_activity(
     """
     batch_size = check_positive_int("batch_size", batch_size)
     check_programs_and_data(None, guide, x, guide_only=True)
+    _particles.refuse_vae_object(guide, "guide", "unit_activity")
     means: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad(), poutine.block():
         for start in range(0, len(x), batch_size):

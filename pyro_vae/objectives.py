@@ -105,9 +105,21 @@ def _jit_elbo(name: str, num_particles: int, options: dict[str, Any]) -> pyro.in
     return pyro.infer.JitTrace_ELBO(
         num_particles=num_particles,
         vectorize_particles=num_particles > 1,
-        max_plate_nesting=options.get("max_plate_nesting", 1),
+        max_plate_nesting=_pyro_nesting(options.get("max_plate_nesting"), num_particles),
         ignore_jit_warnings=True,
     )
+
+
+def _pyro_nesting(given: Any, num_particles: int) -> float:
+    """pyro_vae's ``max_plate_nesting`` in Pyro's terms, which count the particle plate in.
+
+    ``None`` becomes Pyro's ``inf``: guessed from the programs on the first step.
+    """
+    if given is None:
+        return float("inf")
+    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        raise ValueError(f"max_plate_nesting must be an integer ≥ 1, got {given!r}")
+    return given + 1 if num_particles > 1 else given
 
 
 def make(
@@ -120,8 +132,9 @@ def make(
         num_particles: K, the number of samples of z per data point.
         jit: ``elbo`` only: Pyro's compiled ``JitTrace_ELBO`` (no other options).
         options: ``beta``, ``warmup_steps``, ``free_bits``, ``max_plate_nesting``
-            (plates the model nests, default 1), and per objective ``alpha``
-            (``renyi``) or ``bound`` (``stl``).
+            (plates the programs nest; by default found from them on the first
+            step, so a model with a plate nested in ``"data"`` needs nothing more),
+            and per objective ``alpha`` (``renyi``) or ``bound`` (``stl``).
 
     Returns:
         a ``pyro.infer.ELBO`` whose loss is the negative bound, in nats.
