@@ -26,7 +26,6 @@ from ._cli_checks import OutputGuard
 from ._cli_runs import (
     build_vae,
     check_classes,
-    class_rows,
     eval_data,
     load_run,
     model_config,
@@ -63,14 +62,6 @@ def _output_folder(args: argparse.Namespace) -> Path:
     return check_output_path("--out", out, folder=True)
 
 
-def _subset(num: int, limit: int, seed: int) -> torch.Tensor:
-    """``min(num, limit)`` row indices drawn without replacement, seeded, in order."""
-    if num <= limit:
-        return torch.arange(num)
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(num, generator=generator)[:limit].sort().values
-
-
 class _Run:
     """A trained run as the analysis commands use it: the model, its config and its data."""
 
@@ -83,15 +74,25 @@ class _Run:
         self.image_shape = tuple(self.config["image_shape"])
 
     def data(self, *, all_classes: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """``--examples`` rows of ``--split`` and their labels, on the model's device."""
+        """``--examples`` rows of ``--split`` and their labels, on the model's device: a
+        class-balanced subset drawn with ``--seed``, classes taking turns
+        (:func:`pyro_vae.data.subset_rows`), so its first rows are of different classes."""
         args, config = self.args, self.config
         x = eval_data(config, args.split, args.data_dir, all_classes=True)
         labels = data.load_labels(config["dataset"], args.split, root=args.data_dir)
-        if not all_classes:
-            rows = class_rows(config, args.split, args.data_dir, check_classes(config))
-            if rows is not None:
-                x, labels = x[rows], labels[rows]
-        keep = _subset(len(x), args.examples, args.seed)
+        classes = None if all_classes else check_classes(config)
+        keep = data.subset_rows(
+            config["dataset"],
+            args.split,
+            args.examples,
+            classes=classes,
+            seed=args.seed,
+            root=args.data_dir,
+        )
+        print(
+            f"{len(keep)} {args.split} examples: a class-balanced subset drawn with "
+            f"--seed {args.seed} (classes {sorted(labels[keep].unique().tolist())})"
+        )
         return x[keep].to(self.device), labels[keep]
 
 
@@ -247,7 +248,7 @@ def _denoise(args: argparse.Namespace) -> None:
         print("\n".join(lines))
         generator = torch.Generator().manual_seed(args.seed)
         level = max(args.levels)
-        examples = clean[:8]
+        examples = clean[:8]  # the subset's classes take turns: up to 8 different classes
         corrupted, denoised = {}, {}
         for kind in args.corruptions:
             label = f"{kind} {level:g}"
@@ -274,6 +275,8 @@ def _sweep(args: argparse.Namespace) -> None:
     config = model_config(args)
     pyro.set_rng_seed(args.seed)
     train_x, valid_x, test_x = new_run_splits(config, args.data_dir, args.seed, args.test_examples)
+    if args.test_examples is not None:
+        print(f"evaluating on {len(test_x)} test examples: a fixed class-balanced subset")
 
     def build(latent_dim: int) -> VAE:
         return build_vae({**config, "latent_dim": latent_dim}).to(device)

@@ -16,9 +16,16 @@ from ._cli_args import (
     _int,
     _int_list,
     _positive_int,
+    refuse_option,
 )
 
-__all__ = ["FIGURES", "CORRUPTIONS", "add_analysis_commands"]
+__all__ = [
+    "FIGURES",
+    "CORRUPTIONS",
+    "add_analysis_commands",
+    "add_classes_option",
+    "add_test_examples",
+]
 
 #: the figures of `pyro-vae plot`, in the order they are drawn
 FIGURES = (
@@ -83,13 +90,27 @@ def _classes(text: str) -> list[int]:
     return sorted(set(values))
 
 
-def add_classes_option(p: argparse.ArgumentParser) -> None:
+def add_classes_option(p: argparse.ArgumentParser, *, anomaly: bool = False) -> None:
+    """``--classes``; with ``anomaly``, its help says what `pyro-vae anomaly` makes of it."""
+    note = "; `pyro-vae anomaly` then scores the other classes as anomalies" if anomaly else ""
     p.add_argument(
         "--classes",
         type=_classes,
         default=None,
-        help="train, validate and test on these class labels only, e.g. 0,1,2,3,4 "
-        "(default: all); `pyro-vae anomaly` then scores the other classes as anomalies",
+        help=f"train, validate and test on these class labels only, e.g. 0,1,2,3,4 "
+        f"(default: all){note}",
+    )
+
+
+def add_test_examples(p: argparse.ArgumentParser) -> None:
+    """``--test-examples``: a fixed class-balanced subset of the test split."""
+    p.add_argument(
+        "--test-examples",
+        type=_positive_int,
+        default=None,
+        help="evaluate on N test examples, a fixed class-balanced subset, the same for "
+        "every --seed, never the first N (the test split may be stored in label order) "
+        "(default: all)",
     )
 
 
@@ -102,7 +123,8 @@ def _add_checkpoint(p: argparse.ArgumentParser, examples: int, what: str) -> Non
         "--examples",
         type=_positive_int,
         default=examples,
-        help=f"{what} (default: {examples})",
+        help=f"{what}: a class-balanced subset of the split drawn with --seed, never "
+        f"its first rows (default: {examples})",
     )
     p.add_argument(
         "--out",
@@ -193,7 +215,8 @@ def add_analysis_commands(
         help="corrupt inputs, reconstruct them, report the error against the clean input",
         description="Corrupt examples (Gaussian noise, salt and pepper, dropped pixels, an "
         "occluding square), reconstruct them through the trained model and report the mean "
-        "squared error against the clean input, before and after.",
+        "squared error against the clean input, before and after. denoising.png shows the "
+        "first 8 of the class-balanced --examples, one per class up to 8 classes.",
     )
     _add_checkpoint(denoise, 1000, "examples of the split corrupted")
     denoise.add_argument(
@@ -218,11 +241,16 @@ def add_analysis_commands(
     )
     sweep.add_argument(
         "--latent-dims",
-        type=_int_list,
+        type=_int_list("2,4,8,16"),
         default=[2, 4, 8, 16, 32, 64],
         help="latent sizes to train (default: 2,4,8,16,32,64)",
     )
-    _add_model(sweep, priors, guides)
+    _add_model(sweep, priors, guides, latent_dim=False)
+    refuse_option(
+        sweep,
+        "--latent-dim",
+        "it trains one model per size in --latent-dims; give --latent-dims {value}",
+    )
     add_classes_option(sweep)
     sweep.add_argument("--out", default="runs/sweep", help="output folder (default: runs/sweep)")
     sweep.add_argument("--overwrite", action="store_true", help="replace a sweep in --out")
@@ -233,12 +261,7 @@ def add_analysis_commands(
         default=1000,
         help="K, importance samples per test example for log p(x) (default: 1000)",
     )
-    sweep.add_argument(
-        "--test-examples",
-        type=_positive_int,
-        default=None,
-        help="evaluate on the first N test examples (default: all)",
-    )
+    add_test_examples(sweep)
     _add_config(sweep)
     _add_common(sweep)
     return {"plot": plot, "gaps": gaps, "anomaly": anomaly, "denoise": denoise, "sweep": sweep}

@@ -37,13 +37,16 @@ from . import evaluate, gradients, plots
 from . import objectives as objectives_module
 from ._atomic import write_atomically
 from ._checks import (
+    check_device,
     check_output_path,
-    check_positive_float,
     check_positive_int,
     check_seed,
     check_sizes,
     check_vae_data,
 )
+from ._defaults import BATCH_SIZE, EPOCHS, LEARNING_RATE
+from ._fit_setup import check_learning_rate
+from ._subsets import shuffled_rows
 from .objectives import ObjectiveSpec
 from .train import History, fit
 from .vae import VAE
@@ -219,15 +222,12 @@ def _check_budget(
     """The training budget and set-up of :func:`compare`, checked before any work."""
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
-    check_positive_float("lr", lr)
+    check_learning_rate(lr)
     check_seed(seed)
     if eval_batch_size is not None:
         check_positive_int("eval_batch_size", eval_batch_size)
     if device is not None:
-        try:
-            torch.device(device)
-        except (RuntimeError, TypeError) as e:
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from e
+        check_device("device", device)
 
 
 def compare(
@@ -237,9 +237,9 @@ def compare(
     valid: torch.Tensor,
     test: torch.Tensor,
     objectives: str | Sequence[str | ObjectiveSpec] = DEFAULT_OBJECTIVES,
-    epochs: int = 10,
-    batch_size: int = 100,
-    lr: float = 1e-3,
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    lr: float = LEARNING_RATE,
     binarize: bool = False,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -268,7 +268,8 @@ def compare(
         num_samples: K of the test log p(x).
         gradient_ks, gradient_draws, gradient_batch_size: K values, draws per
             estimate and mini-batch size of the gradient statistics (no statistics
-            when ``gradient_ks`` is empty).
+            when ``gradient_ks`` is empty); the batch is a random subset of ``train``
+            drawn with ``seed`` (:func:`~pyro_vae.data.shuffled_rows`), not its first rows.
         eval_batch_size: test examples per evaluation pass (default: by memory bound).
         progress: progress bars and per-epoch lines on stderr.
 
@@ -308,13 +309,12 @@ def compare(
 
     pyro.set_rng_seed(seed)
     held_out = torch.Generator().manual_seed(seed)
+    gradient_x = train[shuffled_rows(len(train), gradient_batch_size, seed=seed).to(train.device)]
     if binarize:
         from .data import binarize as draw
 
         valid, test = draw(valid, held_out), draw(test, held_out)
-        gradient_x = draw(train[:gradient_batch_size], held_out)
-    else:
-        gradient_x = train[:gradient_batch_size]
+        gradient_x = draw(gradient_x, held_out)
     _materialise(vae, valid)
     initial = copy.deepcopy(vae.state_dict())
     _warm_up(vae, valid)

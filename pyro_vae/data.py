@@ -23,7 +23,8 @@ Splits are deterministic and use no random numbers:
   fewer training images (such as small test fixtures) are split the same way.
 
 Every data set also has ``"train+valid"``, the training then the validation images.
-Rows keep their file order within a split.
+Rows keep their file order within a split, so take a subset with :func:`subset_rows`
+(seeded and class-balanced), never the first N rows: ``mnist5k``'s come in label order.
 """
 
 from __future__ import annotations
@@ -48,17 +49,21 @@ from ._mnist_files import (
     integral_labels,
     read_mnist,
 )
+from ._subsets import balanced_rows, shuffled_rows, subset_rows
 
 __all__ = [
     "DATASETS",
     "DEFAULT_DATASET",
     "SPLITS",
     "DatasetInfo",
+    "balanced_rows",
     "binarize",
     "default_cache_dir",
     "info",
     "load",
     "load_labels",
+    "shuffled_rows",
+    "subset_rows",
 ]
 
 DATASETS: tuple[str, ...] = ("mnist5k", "digits", "mnist")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
-from pyro_vae import cli
+from pyro_vae import cli, data, plots
 
 TINY = ["--dataset", "digits", "--hidden", "32", "--no-progress", "--num-samples", "10"]
 
@@ -152,6 +153,10 @@ def test_sweep_trains_one_model_per_latent_size(tmp_path, capsys):
         (["anomaly", "CKPT", "--normal-classes", "12"], "labels from 0 to 9"),
         (["gaps", "CKPT", "--nuts", "-1"], "from 0 to 1000"),
         (["sweep", "--latent-dims", "0"], "positive integers"),
+        (["sweep", "--latent-dims", "0,2"], "positive integers like 2,4,8,16, got '0,2'"),
+        (["compare", "--bound-ks", "5,0"], "positive integers like 1,5,50,500"),
+        (["train", "--hidden", "0"], "positive integers like 512,256"),
+        (["sample", "CKPT", "--num", "100000"], "from 1 to 400 (one grid"),
         (["train", "--classes", "3,x"], "class labels"),
     ],
 )
@@ -161,3 +166,45 @@ def test_bad_arguments_give_one_line_and_exit_code_2(argv, match, run_4d, tmp_pa
     err = capsys.readouterr().err
     assert code == 2 and match in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()
+
+
+def test_denoise_draws_a_class_balanced_subset_and_shows_different_classes(
+    run_4d, tmp_path, monkeypatch, capsys
+):
+    shown = []
+
+    def save_denoising(examples, *args, **kwargs):
+        shown.append(examples.cpu())
+        return save(examples, *args, **kwargs)
+
+    save = plots.save_denoising
+    monkeypatch.setattr(plots, "save_denoising", save_denoising)
+    argv = ["denoise", str(run_4d / "best.pt"), "--examples", "50", "--out", str(tmp_path)]
+    assert cli.main([*argv, "--corruptions", "dropout", "--levels", "0.5", "--seed", "2"]) == 0
+    rows = data.subset_rows("digits", "test", 50, seed=2)
+    x = data.load("digits", "test", binarize="static")
+    assert torch.equal(shown[0], x[rows[:8]])
+    assert data.load_labels("digits", "test")[rows[:8]].tolist() == list(range(8))
+    out = capsys.readouterr().out
+    assert "50 test examples: a class-balanced subset drawn with --seed 2" in out
+
+
+def _option_help(command: str, option: str) -> str:
+    parser = cli.make_parser().commands[command]
+    (action,) = [a for a in parser._actions if option in a.option_strings]
+    return " ".join(action.help.split())
+
+
+def test_help_texts_describe_the_command_they_belong_to():
+    for command in ("compare", "sweep"):
+        assert "resume" not in _option_help(command, "--lr")
+        assert "anomaly" not in _option_help(command, "--classes")
+        assert "class-balanced" in _option_help(command, "--test-examples")
+        assert "first N test" not in _option_help(command, "--test-examples")
+    assert "--resume" in _option_help("train", "--lr")
+    assert "anomaly" in _option_help("train", "--classes")
+    assert "test" not in _option_help("evaluate", "--num-samples")
+    assert "--split" in _option_help("evaluate", "--num-samples")
+    for command in ("plot", "gaps", "anomaly", "denoise"):
+        assert "class-balanced" in _option_help(command, "--examples")
+    assert "at most 400" in _option_help("sample", "--num")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from conftest import binary_data, small_vae
 
 import pyro_vae as pv
+from pyro_vae import cli
 
 SMALL = dict(
     epochs=2,
@@ -125,3 +127,45 @@ def test_the_reported_gradient_variances_show_what_reparameterisation_removes():
     for k in (1, 4):
         assert stats[("score-function", k, "model")] == pytest.approx(stats[("elbo", k, "model")])
         assert stats[("score-function", k, "guide")] > 2 * stats[("elbo", k, "guide")]
+
+
+# --- representative subsets -----------------------------------------------------------------
+
+
+class _Captured(Exception):
+    """Raised by a stand-in to stop a command once it has seen its arguments."""
+
+
+def test_the_gradient_batch_is_a_seeded_subset_of_train_not_its_first_rows(monkeypatch):
+    train, valid, test = binary_data(40), binary_data(20, seed=1), binary_data(20, seed=2)
+    seen = []
+
+    def stats(objective, model, guide, x, num_draws):
+        seen.append(x)
+        raise _Captured
+
+    monkeypatch.setattr(pv.gradients, "gradient_stats", stats)
+    options = {**SMALL, "epochs": 1, "gradient_ks": (1,), "seed": 3}
+    with pytest.raises(_Captured):
+        pv.compare(small_vae(), train, valid=valid, test=test, objectives="elbo", **options)
+    rows = pv.data.shuffled_rows(len(train), SMALL["gradient_batch_size"], seed=3)
+    assert torch.equal(seen[0], train[rows]) and not torch.equal(rows, torch.arange(len(rows)))
+
+
+def test_compare_command_evaluates_on_a_fixed_class_balanced_test_subset(monkeypatch, tmp_path):
+    """mnist5k's test split is in label order: --test-examples 30 must not be 30 zeros."""
+    seen = {}
+
+    def stand_in(vae, train, *, valid, test, **options):
+        seen["test"] = test
+        raise _Captured
+
+    monkeypatch.setattr(cli, "compare", stand_in)
+    argv = ["compare", "--test-examples", "30", "--hidden", "8", "--out", str(tmp_path / "c")]
+    with contextlib.suppress(_Captured):
+        cli.main([*argv, "--no-progress", "--seed", "5"])
+    rows = pv.data.subset_rows("mnist5k", "test", 30)  # the same for every --seed
+    assert torch.bincount(pv.data.load_labels("mnist5k", "test")[rows]).tolist() == [3] * 10
+    assert torch.equal(seen["test"], pv.data.load("mnist5k", "test", binarize="static")[rows])
+    help_text = cli.make_parser().commands["compare"].format_help()
+    assert "class-balanced" in " ".join(help_text.split())

@@ -333,6 +333,15 @@ def test_figures_are_written(model, data, nuts, tmp_path):
         assert path.read_bytes()[:4] == b"\x89PNG", path
 
 
+def test_posterior_comparison_names_latent_units_from_one(nuts, tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(pv.plots.gaps, "save_figure", lambda fig, path: figures.append(fig))
+    vae, x, samples, _ = nuts
+    pv.plots.save_posterior_comparison(vae, x, samples, tmp_path / "p.png", dims=(1, 0))
+    panels = [ax for ax in figures[0].axes if ax.get_xlabel()]
+    assert {(ax.get_xlabel(), ax.get_ylabel()) for ax in panels} == {("z₂", "z₁")}
+
+
 def test_figures_refuse_bad_input_before_writing(model, nuts, tmp_path):
     vae, x, samples, _ = nuts
     path = tmp_path / "figure.png"

@@ -10,6 +10,7 @@ from conftest import binary_data, small_vae
 from matplotlib.image import imread
 
 from pyro_vae import plots
+from pyro_vae.plots import _figure, training
 from pyro_vae.train import History
 
 
@@ -55,3 +56,54 @@ def test_figures_are_written_as_png_without_touching_the_backend(tmp_path):
 def test_learning_curves_need_an_epoch(tmp_path):
     with pytest.raises(ValueError, match="no finished epoch"):
         plots.save_learning_curves(History(), tmp_path / "c.png")
+
+
+def _captured(monkeypatch, module) -> list:
+    """The figures ``module`` saves, kept as they are saved."""
+    figures = []
+    save = module.save_figure
+
+    def keep(fig, path):
+        figures.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(module, "save_figure", keep)
+    return figures
+
+
+def test_learning_curves_tick_whole_epochs_only(tmp_path, monkeypatch):
+    figures = _captured(monkeypatch, training)
+    rows = [{"epoch": e, "train_loss": 9.0 - e, "valid_loss": 9.5 - e} for e in (1, 2, 3)]
+    plots.save_learning_curves(History(rows=rows, best_epoch=3), tmp_path / "c.png")
+    ax = figures[0].axes[0]
+    low, high = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if low <= t <= high]
+    assert ticks == [1.0, 2.0, 3.0]
+    plots.save_learning_curves(History(rows=rows[:1], best_epoch=1), tmp_path / "one.png")
+    ax = figures[1].axes[0]
+    low, high = ax.get_xlim()
+    assert [t for t in ax.get_xticks() if low <= t <= high] == [1.0]  # one epoch: one tick
+
+
+def test_a_sample_grid_is_capped_before_any_work(tmp_path):
+    vae = small_vae(data_dim=16)
+    calls = []
+    vae.likelihood.register_forward_hook(lambda *_: calls.append(1))
+    with pytest.raises(ValueError, match="num_samples must be at most 400, got 100000"):
+        plots.save_samples(vae, (1, 4, 4), tmp_path / "s.png", num_samples=100_000)
+    with pytest.raises(ValueError, match="the number of images must be at most 400"):
+        plots.save_image_grid(torch.rand(401, 16), (1, 4, 4), tmp_path / "g.png")
+    assert not calls and not list(tmp_path.iterdir())
+    assert plots.MAX_GRID_IMAGES == 400
+
+
+def test_image_grid_rows_can_be_labelled(tmp_path, monkeypatch):
+    figures = _captured(monkeypatch, _figure)
+    names = ["Bernoulli", "Gaussian", "Laplace"]
+    images = torch.rand(12, 16)
+    plots.save_image_grid(images, (1, 4, 4), tmp_path / "g.png", ncols=4, row_labels=names)
+    (ax,) = figures[0].axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == names
+    assert list(ax.get_yticks()) == [1.5, 6.5, 11.5]  # the centres of the rows of 4-pixel tiles
+    with pytest.raises(ValueError, match="row_labels must be 3 strings, one per row"):
+        plots.save_image_grid(images, (1, 4, 4), tmp_path / "h.png", ncols=4, row_labels=names[:2])

@@ -133,8 +133,8 @@ def test_traversals_rank_units_by_kl_and_skip_collapsed_ones(tmp_path, captured)
     vae.encoder = PartlyCollapsed(active=2, collapsed=3)
     plots.save_traversals(vae, _x(), SHAPE, tmp_path / "t.png")
     rows = [t.get_text() for t in captured[0].axes[0].get_yticklabels()]
-    assert rows[0].startswith(("unit 0: KL 1.4", "unit 1: KL 1.4"))
-    assert rows[1].startswith(("unit 0: KL 1.4", "unit 1: KL 1.4"))
+    assert rows[0].startswith(("z₁: KL 1.4", "z₂: KL 1.4"))
+    assert rows[1].startswith(("z₁: KL 1.4", "z₂: KL 1.4"))
     assert all(": KL 0" in row for row in rows[2:]) and len(rows) == 5
     columns = [t.get_text() for t in captured[0].axes[0].get_xticklabels()]
     assert columns == ["-3", "-2.2", "-1.5", "-0.75", "0", "0.75", "1.5", "2.2", "3"]
@@ -145,7 +145,7 @@ def test_traversals_fall_back_to_activity_without_a_closed_form_kl(tmp_path, cap
     vae.encoder = InverseAutoregressiveFlow(MLP(16, [16]), 3)
     plots.save_traversals(vae, _x(), SHAPE, tmp_path / "t.png", dims=[2, 0], values=[-1.0, 1.0])
     rows = [t.get_text() for t in captured[0].axes[0].get_yticklabels()]
-    assert [r.split(":")[0] for r in rows] == ["unit 2", "unit 0"]
+    assert [r.split(":")[0] for r in rows] == ["z₃", "z₁"]  # units named from 1 in figures
     assert all(": Var " in r for r in rows)
     assert "no closed-form KL" in captured[0].axes[0].get_title()
 
@@ -192,7 +192,7 @@ def test_aggregate_posterior_titles_the_kl_and_the_mutual_information(tmp_path, 
     plots.save_aggregate_posterior(_vae(), _x(), tmp_path / "a.png", num_samples=100, dims=[1])
     title = captured[0]._suptitle.get_text()
     assert "KL(q(z) ‖ p(z)) = " in title and " ± " in title and "I(x; z) = " in title
-    assert [ax.get_xlabel() for ax in captured[0].axes] == ["z1"]
+    assert [ax.get_xlabel() for ax in captured[0].axes] == ["z₂"]  # dims count from 0
 
 
 def test_aggregate_posterior_refuses_bad_arguments(tmp_path):
@@ -224,3 +224,29 @@ def test_unit_diagnostics_without_a_closed_form_kl_say_so(tmp_path, captured):
     with pytest.raises(ValueError, match="threshold must be a positive number"):
         plots.save_unit_diagnostics(vae, _x(), tmp_path / "v.png", threshold=0)
     assert not (tmp_path / "v.png").exists()
+
+
+def test_unit_diagnostics_name_units_from_one_and_keep_the_legend_off_the_title(tmp_path, captured):
+    vae = small_vae(data_dim=16, latent_dim=12)
+    plots.save_unit_diagnostics(vae, _x(), tmp_path / "u.png")
+    fig = captured[0]
+    activity_ax = fig.axes[1]
+    names = "z₁ z₂ z₃ z₄ z₅ z₆ z₇ z₈ z₉ z₁₀ z₁₁ z₁₂".split()
+    assert [t.get_text() for t in activity_ax.get_xticklabels()] == names
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()
+    title = fig._suptitle.get_window_extent(renderer)
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert not title.overlaps(legend)
+    assert all(not ax.get_window_extent(renderer).overlaps(legend) for ax in fig.axes)
+
+
+def test_priors_beside_aggregate_posteriors_label_their_axes_and_colour_scale(tmp_path, captured):
+    vaes = {"a": _vae(2), "b": _vae(2)}
+    plots.save_priors_and_aggregate_posteriors(vaes, _x(), tmp_path / "p.png", size=10)
+    images = [ax for ax in captured[0].axes if ax.images]
+    bars = [ax for ax in captured[0].axes if not ax.images]
+    assert len(images) == 4 and len(bars) == 2  # one colour bar per model, shared by its row
+    assert [ax.get_xlabel() for ax in images] == ["z₁"] * 4
+    assert [ax.get_ylabel() for ax in images] == ["z₂", "", "z₂", ""]
+    assert [ax.get_ylabel() for ax in bars] == ["density", "density"]

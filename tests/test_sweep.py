@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 
@@ -11,7 +12,9 @@ import torch
 from conftest import binary_data, small_vae
 from matplotlib.image import imread
 
-from pyro_vae import plots
+from pyro_vae import cli, plots
+from pyro_vae import data as datasets
+from pyro_vae import sweep as sweep_module
 from pyro_vae.sweep import SWEEP_COLUMNS, Sweep, latent_size_sweep
 
 SMALL = dict(epochs=1, batch_size=10, num_samples=8)
@@ -128,3 +131,27 @@ def test_binarized_sweep_reads_grey_levels(data):
     assert math.isfinite(result.rows[0]["test_log_px"])
     with pytest.raises(ValueError, match=r"valid must hold intensities in \[0, 1\]"):
         latent_size_sweep(build, train, train, [2], valid=train * 3, binarize=True, **SMALL)
+
+
+class _Captured(Exception):
+    """Raised by a stand-in to stop the command once it has seen its arguments."""
+
+
+def test_sweep_command_evaluates_on_a_fixed_class_balanced_test_subset(
+    monkeypatch, tmp_path, capsys
+):
+    """mnist5k's test split is in label order: --test-examples 20 must not be 20 zeros."""
+    seen = {}
+
+    def stand_in(build, train, test, latent_dims, **options):
+        seen["test"] = test
+        raise _Captured
+
+    monkeypatch.setattr(sweep_module, "latent_size_sweep", stand_in)
+    argv = ["sweep", "--test-examples", "20", "--hidden", "8", "--latent-dims", "2"]
+    with contextlib.suppress(_Captured):
+        cli.main([*argv, "--no-progress", "--out", str(tmp_path / "s")])
+    rows = datasets.subset_rows("mnist5k", "test", 20)
+    assert torch.bincount(datasets.load_labels("mnist5k", "test")[rows]).tolist() == [2] * 10
+    assert torch.equal(seen["test"], datasets.load("mnist5k", "test", binarize="static")[rows])
+    assert "a fixed class-balanced subset" in capsys.readouterr().out

@@ -127,8 +127,10 @@ def main() -> None:
     train = pv.data.load("mnist5k", "train")  # (3500, 784) grey levels in [0, 1]
     valid = pv.data.load("mnist5k", "valid", binarize="static")
     test = pv.data.load("mnist5k", "test", binarize="static")  # one fixed binarisation
-    if args.smoke_test:
-        train, valid, test = train[:200], valid[:50], test[:50]
+    if args.smoke_test:  # class-balanced subsets: the splits are stored in label order
+        sizes = {"train": 200, "valid": 50, "test": 50}
+        rows = [pv.data.subset_rows("mnist5k", split, n) for split, n in sizes.items()]
+        train, valid, test = train[rows[0]], valid[rows[1]], test[rows[2]]
 
     tic = time.perf_counter()
     losses = train_by_hand(train, args.epochs, batch_size=100)

@@ -63,7 +63,8 @@ def part2_compare(args: argparse.Namespace) -> pv.Comparison:
     print(f"Part 2: pv.compare on mnist5k with {args.objectives}")
     train = pv.data.load("mnist5k", "train")
     valid = pv.data.load("mnist5k", "valid")
-    test = pv.data.load("mnist5k", "test")[: args.test_examples]
+    rows = pv.data.subset_rows("mnist5k", "test", args.test_examples)  # class-balanced
+    test = pv.data.load("mnist5k", "test")[rows]  # not test[:n]: stored in label order
     hidden, latent = (64, 8) if args.smoke_test else (256, 16)
     vae = pv.VAE(
         pv.priors.StandardNormal(latent),

@@ -49,8 +49,9 @@ def mlp_vae(prior: Callable, guide: Callable, likelihood=likelihoods.Bernoulli, 
 # --- Part 1: priors and guides, 2-D latent ------------------------------------------------
 
 
-def pairs(train: torch.Tensor) -> dict[str, tuple[Callable, Callable]]:
-    """label -> (prior(q, d), guide(body, d)); the VampPrior starts from training images."""
+def pairs(init: torch.Tensor) -> dict[str, tuple[Callable, Callable]]:
+    """label -> (prior(q, d), guide(body, d)); the VampPrior's 100 pseudo-inputs start
+    from ``init``, 100 training images (ten of each digit)."""
     return {
         "standard + diagonal": (lambda q, d: priors.StandardNormal(d), guides.DiagonalNormal),
         "learned normal + full cov.": (
@@ -62,7 +63,7 @@ def pairs(train: torch.Tensor) -> dict[str, tuple[Callable, Callable]]:
             guides.DiagonalNormal,
         ),
         "VampPrior(100) + diagonal": (
-            lambda q, d: priors.VampPrior(q, num_pseudo_inputs=100, init=train[:100]),
+            lambda q, d: priors.VampPrior(q, num_pseudo_inputs=100, init=init),
             guides.DiagonalNormal,
         ),
         "flow prior + diagonal": (
@@ -104,7 +105,7 @@ def table(rows: dict[str, dict[str, float]], first: str) -> str:
 
 def part1(data: dict[str, torch.Tensor], settings: argparse.Namespace, out: Path) -> str:
     vaes, rows = {}, {}
-    for label, (prior, guide) in pairs(data["train"]).items():
+    for label, (prior, guide) in pairs(data["pseudo_inputs"]).items():
         pyro.set_rng_seed(settings.seed)
         vae = mlp_vae(prior, guide)
         tic = time.perf_counter()
@@ -146,7 +147,7 @@ def part2(data: dict[str, torch.Tensor], settings: argparse.Namespace, out: Path
         print(f"{label:28s} " + "  ".join(f"{k} {v:8.2f}" for k, v in rows[label].items()))
     figure = pv.plots.save_image_grid(
         torch.cat(samples), (1, 28, 28), out / "likelihood_samples.png", ncols=8,
-        title="E[x|z], z ~ p(z): one row per likelihood (order of the table)",
+        title="samples E[x|z], z ~ p(z), of each likelihood", row_labels=list(LIKELIHOODS),
     )  # fmt: skip
     print(f"wrote {figure}")
     return table(rows, "likelihood (16-D latent)")
@@ -220,10 +221,13 @@ def main() -> None:
 
     train = pv.data.load("mnist5k", "train")
     test = pv.data.load("mnist5k", "test")
-    if smoke:
-        train, test = train[:200], test[:40]
+    pseudo_inputs = train[pv.data.subset_rows("mnist5k", "train", 100)]  # 10 of each digit
+    if smoke:  # class-balanced subsets, not the first rows: the splits are in label order
+        train = train[pv.data.subset_rows("mnist5k", "train", 200)]
+        test = test[pv.data.subset_rows("mnist5k", "test", 40)]
     data = {
         "train": train,
+        "pseudo_inputs": pseudo_inputs,
         "test": test,
         "test_binary": pv.data.binarize(test, torch.Generator().manual_seed(args.seed)),
     }

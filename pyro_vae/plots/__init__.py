@@ -14,9 +14,14 @@ Modules, by what the figures show:
   against the prior, and the KL and activity of each latent unit.
 * :mod:`~pyro_vae.plots.applications`: anomaly detection, denoising and the latent-size sweep.
 * :mod:`~pyro_vae.plots.gaps`: the inference gaps and posteriors against MCMC.
+
+Latent units are named z₁, z₂, … in every figure: unit ``u`` of the code (``z[:, u]``,
+``dims=[u]``, counted from 0 as in Python) is drawn as z with subscript u + 1. Axes of
+epochs carry whole-number ticks, and one image grid holds at most
+:data:`MAX_GRID_IMAGES` images.
 """
 
-from ._figure import image_grid, save_image_grid
+from ._figure import MAX_GRID_IMAGES, image_grid, save_image_grid
 from .applications import (
     save_anomaly_scores,
     save_denoising,
@@ -36,6 +41,7 @@ from .latent_space import (
 from .training import save_comparison, save_gradient_stats, save_learning_curves
 
 __all__ = [
+    "MAX_GRID_IMAGES",
     "image_grid",
     "save_image_grid",
     "save_samples",

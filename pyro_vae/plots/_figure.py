@@ -16,19 +16,52 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .._atomic import write_atomically
 from .._checks import check_output_path, check_positive_int, check_shape
 from ..vae import VAE
 
 __all__ = [
+    "MAX_GRID_IMAGES",
     "image_grid",
+    "unit_name",
+    "check_grid_size",
+    "integer_ticks",
     "save_image_grid",
     "check_figure_path",
     "save_figure",
     "check_vae",
     "show_grid",
 ]
+
+
+#: the most images one saved grid holds: 20 × 20 stay readable at the figure's size
+MAX_GRID_IMAGES = 400
+
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def unit_name(u: int) -> str:
+    """How figures name latent unit ``u`` (0-based, as in ``z[:, u]``): z₁, z₂, … from 1."""
+    return "z" + str(u + 1).translate(_SUBSCRIPTS)
+
+
+def check_grid_size(name: str, num: object) -> int:
+    """``num`` as a positive integer of at most :data:`MAX_GRID_IMAGES` images."""
+    num = check_positive_int(name, num)
+    if num > MAX_GRID_IMAGES:
+        raise ValueError(
+            f"{name} must be at most {MAX_GRID_IMAGES}, got {num}: a grid of more images is "
+            "unreadable; draw several grids (another seed each) instead"
+        )
+    return num
+
+
+def integer_ticks(axis) -> None:
+    """Ticks of a matplotlib ``axis`` (such as ``ax.xaxis``) at whole numbers only, even
+    when its range holds a single one (one epoch), at steps of 1, 2, 5 or 10."""
+    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, steps=[1, 2, 5, 10]))
 
 
 def image_grid(
@@ -119,6 +152,16 @@ def show_grid(ax, grid: np.ndarray, title: str | None) -> None:
         ax.set_title(title)
 
 
+def _label_rows(ax, labels: Sequence[str], tile_height: int, pad: int = 1) -> None:
+    """Writes ``labels`` left of the rows of a grid drawn by :func:`show_grid`."""
+    ax.set_axis_on()
+    ax.set_yticks(np.arange(len(labels)) * (tile_height + pad) + (tile_height - 1) / 2, labels)
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+
+
 def save_image_grid(
     images: torch.Tensor,
     image_shape: Sequence[int],
@@ -126,9 +169,22 @@ def save_image_grid(
     *,
     title: str | None = None,
     ncols: int | None = None,
+    row_labels: Sequence[str] | None = None,
 ) -> Path:
-    """Writes a grid of images (see :func:`image_grid`) to a PNG file."""
-    grid = image_grid(images, image_shape, ncols)
+    """Writes a grid of images (see :func:`image_grid`) to a PNG file.
+
+    At most :data:`MAX_GRID_IMAGES` images. ``row_labels``, one string per row of the
+    grid, are written left of the rows.
+    """
+    if isinstance(images, torch.Tensor) and images.dim() > 0:  # before any work
+        check_grid_size("the number of images", len(images))
+    grid = image_grid(images, image_shape, ncols)  # checks images and image_shape
+    rows = math.ceil(len(images) / (ncols or math.ceil(math.sqrt(len(images)))))
+    if row_labels is not None and (isinstance(row_labels, str) or len(row_labels) != rows):
+        raise ValueError(f"row_labels must be {rows} strings, one per row, got {row_labels!r}")
     fig = Figure(figsize=(6, 6 * grid.shape[0] / grid.shape[1] + 0.4))
-    show_grid(fig.add_subplot(), grid, title)
+    ax = fig.add_subplot()
+    show_grid(ax, grid, title)
+    if row_labels is not None:
+        _label_rows(ax, [str(label) for label in row_labels], image_shape[1])
     return save_figure(fig, path)

@@ -18,7 +18,7 @@ from .._gap_checks import check_samples, check_vae
 from .._local_guides import check_local_guide
 from ..gaps import InferenceGaps, LocalGuide
 from ..vae import VAE
-from ._figure import check_figure_path, image_grid, save_figure, show_grid
+from ._figure import check_figure_path, image_grid, save_figure, show_grid, unit_name
 
 __all__ = ["save_inference_gaps", "save_posterior_comparison"]
 
@@ -167,8 +167,8 @@ def save_posterior_comparison(
         samples: from :func:`pyro_vae.gaps.nuts_posterior`, ``(N, S, latent_dim)``.
         path: the image file to write.
         local_guide: q* fit to this x, drawn as well.
-        dims: the two latent dimensions drawn (default, per example: the two with the
-            largest posterior variance in the samples).
+        dims: the two latent dimensions drawn, indices from 0 named z₁, z₂, … on the axes
+            (default, per example: the two with the largest posterior variance).
         image_shape: ``(C, H, W)`` of the images in x, to show them; ``None`` for no images.
     """
     vae = check_vae(vae, "save_posterior_comparison")
@@ -258,8 +258,8 @@ def _panel(
                     label=label if radius == 1.0 else None,
                 )
         ax.plot(centre[i], centre[j], marker="x", color=colour, markersize=8, linestyle="none")
-    ax.set_xlabel(f"z[{i}]")
-    ax.set_ylabel(f"z[{j}]")
+    ax.set_xlabel(unit_name(i))
+    ax.set_ylabel(unit_name(j))
     ax.set_title(f"example #{index}: p(z|x) and q", fontsize=9)
     ax.grid(alpha=0.3)
 

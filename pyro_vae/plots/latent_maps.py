@@ -28,7 +28,7 @@ from ..latent import (
     sample_aggregate_posterior,
 )
 from ..vae import VAE, HierarchicalVAE
-from ._figure import check_figure_path, check_vae, save_figure
+from ._figure import check_figure_path, check_vae, save_figure, unit_name
 
 __all__ = ["save_latent_map", "save_aggregate_posterior", "save_unit_diagnostics"]
 
@@ -182,7 +182,8 @@ def save_aggregate_posterior(
         x: data ``(N, *event_shape)`` of the VAE's dtype and device.
         path: the image file to write.
         num_samples: draws from each of q(z) and p(z), also for the estimates.
-        dims: the units to draw (default: the first 16).
+        dims: the units to draw, indices from 0 (default: the first 16); panel u is
+            labelled z with subscript u + 1, as every figure names units.
         seed: seeds every draw; the global random streams are left untouched.
     """
     if isinstance(check_vae(vae), HierarchicalVAE):
@@ -214,7 +215,7 @@ def save_aggregate_posterior(
         bins = np.linspace(low, high, num_bins + 1)
         ax.hist(q_u, bins=bins, density=True, alpha=0.6, color=_ACTIVE, label="q(z) = E_x q(z|x)")
         ax.hist(p_u, bins=bins, density=True, histtype="step", color="black", lw=1.2, label="p(z)")
-        ax.set_xlabel(f"z{u}", fontsize=9)
+        ax.set_xlabel(unit_name(u), fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in axes[len(dims) :]:
         ax.set_axis_off()
@@ -282,15 +283,15 @@ def save_unit_diagnostics(
         threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:g}"
     )
     bottom.set_ylabel("activity Var_x E_q[z_u|x]")
-    bottom.set_xlabel("latent unit u")
+    bottom.set_xlabel("latent unit")
     step = max(1, math.ceil(len(units) / 40))
-    bottom.set_xticks(units[::step])
+    bottom.set_xticks(units[::step], [unit_name(u) for u in units[::step]])
     handles = [
         Patch(color=_ACTIVE, label="active"),
         Patch(color=_INACTIVE, label="inactive (collapsed)"),
         line,
     ]
-    fig.legend(handles=handles, fontsize=8, loc="outside right upper")
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=3)
     fig.suptitle(
         f"{int(active.sum())} of {len(units)} units active (Var_x E_q[z_u|x] > {threshold:g})"
     )

@@ -32,11 +32,13 @@ from ..latent import (
 from ..vae import VAE
 from ._figure import (
     check_figure_path,
+    check_grid_size,
     check_vae,
     image_grid,
     save_figure,
     save_image_grid,
     show_grid,
+    unit_name,
 )
 
 __all__ = [
@@ -55,9 +57,11 @@ def save_samples(
     """Draws z ~ p(z) and writes the decoder's means E[x|z] as a grid.
 
     ``image_shape`` is ``(C, H, W)`` with C·H·W the VAE's data size; ``path`` ends in an
-    image suffix such as ``.png``.
+    image suffix such as ``.png``; ``num_samples`` is at most
+    :data:`~pyro_vae.plots.MAX_GRID_IMAGES` (400).
     """
     check_vae(vae)
+    check_grid_size("num_samples", num_samples)
     check_figure_path(path)
     return save_image_grid(
         vae.sample(num_samples),
@@ -103,9 +107,9 @@ def save_priors_and_aggregate_posteriors(
 ) -> Path:
     """For each 2-D latent VAE, the prior p(z) beside the aggregate posterior q(z) = E_x q(z|x).
 
-    Both densities are drawn on the same grid over [-limit, limit]² with the same
-    colour scale per model, so a prior that covers empty space, or misses where
-    codes go, shows at a glance.
+    Both densities are drawn on the same grid over [-limit, limit]² (z₁ across, z₂ up)
+    with the same colour scale per model, given by the row's colour bar, so a prior
+    that covers empty space, or misses where codes go, shows at a glance.
 
     Arguments:
         vaes: label -> VAE with ``latent_dim == 2``.
@@ -121,21 +125,27 @@ def save_priors_and_aggregate_posteriors(
     check_figure_path(path)
     axis, points = grid(limit, size)
     extent = (-limit, limit, -limit, limit)
-    fig = Figure(figsize=(2 * 2.6, 2.5 * len(vaes)))
+    fig = Figure(figsize=(6.2, 2.6 * len(vaes) + 0.2), layout="constrained")
+    axes = fig.subplots(len(vaes), 2, squeeze=False)
     for row, (label, vae) in enumerate(vaes.items()):
         with torch.no_grad():
             z = points.to(next(vae.parameters()).dtype)
             prior = vae.prior.log_prob(z).exp().reshape(size, size)
             aggregate = aggregate_posterior_log_prob(vae.encoder, x, z).exp().reshape(size, size)
         top = max(prior.max().item(), aggregate.max().item())
-        for col, (density, name) in enumerate(((prior, "p(z)"), (aggregate, "q(z) = E_x q(z|x)"))):
-            ax = fig.add_subplot(len(vaes), 2, 2 * row + col + 1)
-            ax.imshow(density.numpy(), origin="lower", extent=extent, vmin=0, vmax=top)
+        for ax, density, name in zip(
+            axes[row], (prior, aggregate), ("p(z)", "q(z) = E_x q(z|x)"), strict=True
+        ):
+            image = ax.imshow(density.numpy(), origin="lower", extent=extent, vmin=0, vmax=top)
             ax.set_title(f"{label}: {name}", fontsize=8)
             ax.set_xticks([-limit, 0, limit])
             ax.set_yticks([-limit, 0, limit])
+            ax.set_xlabel("z₁", fontsize=8, labelpad=0)
             ax.tick_params(labelsize=6)
-    fig.tight_layout()
+        axes[row, 0].set_ylabel("z₂", fontsize=8, labelpad=0)
+        bar = fig.colorbar(image, ax=axes[row], shrink=0.9)
+        bar.set_label("density", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
     return save_figure(fig, path)
 
 
@@ -268,7 +278,8 @@ def save_traversals(
             row labels.
         image_shape: ``(C, H, W)`` with C·H·W the data size.
         path: the image file to write.
-        dims: the units to traverse (default: up to 10 with the largest KL, or activity).
+        dims: the units to traverse, indices from 0, labelled z₁, z₂, … (default: up to
+            10 with the largest KL, or activity).
         values: the values to set (default ``linspace(-3, 3, 9)``).
     """
     check_vae_data(check_vae(vae), x, "x", support=False)
@@ -287,7 +298,7 @@ def save_traversals(
     fig = Figure(figsize=(1.6 + 0.6 * len(values), 0.7 + 0.6 * len(chosen)))
     ax = fig.add_subplot()
     row_centres, col_centres = _tiles(ax, images.cpu(), image_shape, len(values))
-    ax.set_yticks(row_centres, [f"unit {u}: {measure} {scores[u]:.2g}" for u in chosen])
+    ax.set_yticks(row_centres, [f"{unit_name(u)}: {measure} {scores[u]:.2g}" for u in chosen])
     ax.set_xticks(col_centres, [f"{v:.2g}" for v in values])
     ax.tick_params(length=0)
     ax.set_xlabel("value of the traversed unit z_u (the others: the code of x[0])")

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..train import History
-from ._figure import check_figure_path, save_figure
+from ._figure import check_figure_path, integer_ticks, save_figure
 
 if TYPE_CHECKING:
     from ..compare import Comparison
@@ -37,6 +37,7 @@ def save_learning_curves(history: History, path: str | os.PathLike) -> Path:
     if history.best_epoch is not None:
         ax.axvline(history.best_epoch, color="grey", linestyle=":", label="best epoch")
     ax.set_xlabel("epoch")
+    integer_ticks(ax.xaxis)
     ax.set_ylabel("objective (nats per example, higher is better)")
     ax.set_title("learning curves")
     ax.grid(alpha=0.3)
@@ -50,6 +51,7 @@ def _curves(ax, comparison: Comparison, column: str, title: str) -> None:
             history.column("epoch"), [-v for v in history.column(column)], marker=".", label=label
         )
     ax.set_xlabel("epoch")
+    integer_ticks(ax.xaxis)
     ax.set_ylabel("nats per example")
     ax.set_title(title)
     ax.grid(alpha=0.3)
