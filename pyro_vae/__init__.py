@@ -3,7 +3,7 @@
 The public names are re-exported here explicitly; the modules ``priors``,
 ``guides``, ``likelihoods``, ``nets``, ``objectives``, ``estimators``,
 ``evaluate``, ``gradients``, ``latent``, ``gaps``, ``applications``, ``sweep``, ``data``,
-``distributed`` and ``plots`` are reached as attributes
+``distributed``, ``registry`` and ``plots`` are reached as attributes
 (``pv.priors.StandardNormal``).
 """
 
@@ -23,9 +23,12 @@ from . import (
     objectives,
     plots,
     priors,
+    registry,
     sweep,
 )
+from ._run_folder import RunFolderLocked
 from .compare import Comparison, compare
+from .runs import Run, load_run
 from .train import History, NonFiniteLossError, fit
 from .vae import VAE, HierarchicalVAE
 
@@ -35,6 +38,10 @@ __all__ = [
     "History",
     "fit",
     "NonFiniteLossError",
+    "RunFolderLocked",
+    "load_run",
+    "Run",
+    "registry",
     "compare",
     "Comparison",
     "checkpoints",

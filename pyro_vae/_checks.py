@@ -21,9 +21,13 @@ if TYPE_CHECKING:
 
 # The largest learning rate or scale that float32 parameters and optimizer state can hold.
 FLOAT32_MAX = torch.finfo(torch.float32).max
+# The largest learning rate Adam can take: its first step is lr / (1 - beta1) = 10 lr (beta1 =
+# 0.9), a float32 number; beyond this, torch fails with "cannot be converted ... without overflow".
+MAX_LEARNING_RATE = FLOAT32_MAX * (1 - 0.9)
 
 __all__ = [
     "FLOAT32_MAX",
+    "MAX_LEARNING_RATE",
     "check_data",
     "check_positive_int",
     "check_positive_float",
@@ -37,6 +41,8 @@ __all__ = [
     "check_event_shape",
     "check_vae_data",
     "check_seed",
+    "check_device",
+    "available_devices",
     "check_programs_and_data",
     "check_output_path",
     "model_event_shape",
@@ -67,6 +73,71 @@ def check_seed(seed: object, *, optional: bool = False) -> int | None:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     return seed
+
+
+def available_devices() -> list[str]:
+    """The devices torch can compute on here: ``cpu``, then ``cuda:N``, ``mps`` and ``xpu:N``
+    where this machine and this build of torch have them."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        names += [f"xpu:{i}" for i in range(xpu.device_count())]
+    return names
+
+
+def _is_available(device: torch.device, available: list[str]) -> bool:
+    """Whether ``device`` (``cuda`` without an index: any of them) is among ``available``."""
+    if device.type == "cpu":
+        return True
+    if device.index is None:
+        return any(name.split(":")[0] == device.type for name in available)
+    return str(device) in available or (device.type == "mps" and device.index == 0)
+
+
+def check_device(name: str, device: object, *, also: Sequence[str] = ()) -> torch.device:
+    """``device`` as a ``torch.device`` that this machine has, such as ``"cpu"`` or ``"cuda:0"``.
+
+    Arguments:
+        name: the argument's name in messages (``device``, ``--device``).
+        device: a device name or a ``torch.device``.
+        also: other values the caller accepts (such as ``auto``), listed in messages.
+
+    Raises:
+        TypeError: neither a str nor a ``torch.device``.
+        ValueError: not a device name, or a device this machine or this build of torch
+            lacks (``mps`` off Apple silicon, ``cuda`` without a GPU, ``xla``); the message
+            lists the devices available.
+    """
+    available = available_devices()
+    choices = ", ".join([*also, *available])
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{name} must be a device name such as 'cpu', got {device!r}")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"{name} must be a device name such as cpu, cuda or cuda:N, got {str(device)!r}; "
+            f"available on this machine: {choices}"
+        ) from None
+    if not _is_available(parsed, available):
+        raise ValueError(
+            f"{name} {str(device)!r} is not available: {_missing(parsed)}; available: {choices}"
+        )
+    return parsed
+
+
+def _missing(device: torch.device) -> str:
+    """Why an unavailable ``device`` is missing, in a few words."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"this machine has {torch.cuda.device_count()} CUDA device(s)"
+    if device.type in ("cuda", "mps", "xpu"):
+        return f"{device.type.upper()} is not available on this machine or in this build of torch"
+    return f"this build of torch cannot compute on {device.type} devices here"
 
 
 def check_number(name: str, value: object) -> float:

@@ -9,15 +9,8 @@ from __future__ import annotations
 import argparse
 
 from . import data
-from ._cli_args import (
-    _add_common,
-    _add_config,
-    _add_model,
-    _int,
-    _int_list,
-    _positive_int,
-    refuse_option,
-)
+from ._cli_args import _add_common, _add_config, _add_model
+from ._cli_types import int_list, int_or_none, positive_int, refuse_option
 
 __all__ = [
     "FIGURES",
@@ -60,7 +53,7 @@ def _choice_list(choices: tuple[str, ...], everything: str | None = None):
 
 
 def _count(text: str) -> int:
-    value = _int(text)
+    value = int_or_none(text)
     if value is None or not 0 <= value <= 1000:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to 1000, got {text!r}")
     return value
@@ -106,7 +99,7 @@ def add_test_examples(p: argparse.ArgumentParser) -> None:
     """``--test-examples``: a fixed class-balanced subset of the test split."""
     p.add_argument(
         "--test-examples",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="evaluate on N test examples, a fixed class-balanced subset, the same for "
         "every --seed, never the first N (the test split may be stored in label order) "
@@ -121,7 +114,7 @@ def _add_checkpoint(p: argparse.ArgumentParser, examples: int, what: str) -> Non
     )
     p.add_argument(
         "--examples",
-        type=_positive_int,
+        type=positive_int,
         default=examples,
         help=f"{what}: a class-balanced subset of the split drawn with --seed, never "
         f"its first rows (default: {examples})",
@@ -166,13 +159,13 @@ def add_analysis_commands(
     _add_checkpoint(gaps, 100, "test examples whose gaps are computed")
     gaps.add_argument(
         "--num-samples",
-        type=_positive_int,
+        type=positive_int,
         default=5000,
         help="K, importance samples per example for log p(x) (default: 5000)",
     )
     gaps.add_argument(
         "--steps",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="optimisation steps of the per-example guides (default: the library's)",
     )
@@ -205,7 +198,7 @@ def add_analysis_commands(
     )
     anomaly.add_argument(
         "--num-samples",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         help="K, importance samples per example (default: 100)",
     )
@@ -241,7 +234,7 @@ def add_analysis_commands(
     )
     sweep.add_argument(
         "--latent-dims",
-        type=_int_list("2,4,8,16"),
+        type=int_list("2,4,8,16"),
         default=[2, 4, 8, 16, 32, 64],
         help="latent sizes to train (default: 2,4,8,16,32,64)",
     )
@@ -257,7 +250,7 @@ def add_analysis_commands(
     sweep.add_argument("--no-progress", action="store_true", help="no progress output")
     sweep.add_argument(
         "--num-samples",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         help="K, importance samples per test example for log p(x) (default: 1000)",
     )

@@ -3,83 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import math
-from typing import NoReturn
 
-from . import data, distributed, objectives
-from ._checks import FLOAT32_MAX
+from . import _defaults, data, distributed, objectives
+from ._cli_types import (
+    MAX_FLOWS,
+    Parser,
+    int_list,
+    int_up_to,
+    learning_rate,
+    positive_float,
+    positive_int,
+    refuse_option,
+    seed,
+)
+from ._fit_settings import ON_NONFINITE
 from .compare import DEFAULT_OBJECTIVES
+from .plots import MAX_GRID_IMAGES
+from .registry import BINARIZE, LIKELIHOODS, NETS
 
 __all__ = ["make_parser", "LIKELIHOODS", "NETS", "BINARIZE"]
-
-LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "laplace", "discretized-logistic")
-NETS = ("mlp", "conv")
-BINARIZE = ("dynamic", "static", "none")
-
-
-_MAX_INT = 2**63 - 1  # sizes beyond int64 cannot be tensor sizes
-_MAX_FLOWS = 1000
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line; ``context`` is appended to them."""
-
-    context: str | None = None
-    commands: dict[str, argparse.ArgumentParser]
-
-    def error(self, message: str) -> NoReturn:
-        if self.context:
-            message = f"{message} ({self.context})"
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
-
-
-def _int(text: str) -> int | None:
-    try:
-        return int(text)
-    except (ValueError, TypeError):
-        return None  # also for text of more than 4300 digits
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value is None or not 1 <= value <= _MAX_INT:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _num_flows(text: str) -> int:
-    value = _int(text)
-    if value is None or not 1 <= value <= _MAX_FLOWS:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer from 1 to {_MAX_FLOWS}, got {text!r}"
-        )
-    return value
-
-
-def _seed(text: str) -> int:
-    value = _int(text)
-    if value is None or not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (0 < value <= FLOAT32_MAX):
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number up to {FLOAT32_MAX:.2g}, got {text!r}"
-        )
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    values = [_int(v) for v in text.split(",")]
-    if any(v is None or not 1 <= v <= _MAX_INT for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers like 512,256, got {text!r}")
-    return values  # type: ignore[return-value]
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -93,33 +35,40 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, *, data_dir: bool = True) -> None:
+    """``--device``, ``--data-dir`` (unless not ``data_dir``: the command reads no data) and
+    ``--seed``."""
     p.add_argument(
         "--device",
         default="auto",
-        help="cpu, cuda or cuda:N; auto picks cuda when available (default: auto)",
+        help="cpu, cuda, cuda:N or mps, where this machine has it; auto picks cuda when "
+        "available (default: auto)",
     )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder (or mnist.npz path) holding full MNIST; "
-        "default: $PYRO_VAE_DATA, then ~/.cache/pyro_vae",
-    )
-    p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**32 - 1 (default: 0)")
+    if data_dir:
+        p.add_argument(
+            "--data-dir",
+            default=None,
+            help="folder (or mnist.npz path) holding full MNIST; "
+            "default: $PYRO_VAE_DATA, then ~/.cache/pyro_vae",
+        )
+    else:
+        refuse_option(p, "--data-dir", "it reads no data, only the checkpoint; leave it out")
+    p.add_argument("--seed", type=seed, default=0, help="random seed, 0 to 2**32 - 1 (default: 0)")
 
 
-def _add_eval(p: argparse.ArgumentParser, num_samples: int) -> None:
+def _add_eval(p: argparse.ArgumentParser, num_samples: int, what: str = "test example") -> None:
+    """``--num-samples`` and ``--eval-batch-size``; ``what`` names one evaluated example."""
     p.add_argument(
         "--num-samples",
-        type=_positive_int,
+        type=positive_int,
         default=num_samples,
-        help=f"K, importance samples per test example for log p(x) (default: {num_samples})",
+        help=f"K, importance samples per {what} for log p(x) (default: {num_samples})",
     )
     p.add_argument(
         "--eval-batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=100,
-        help="test examples per evaluation pass (default: 100)",
+        help="examples per evaluation pass (default: 100)",
     )
 
 
@@ -140,9 +89,16 @@ def _objective_list(text: str) -> str:
 
 
 def _add_model(
-    p: argparse.ArgumentParser, priors: tuple[str, ...], guides: tuple[str, ...]
+    p: argparse.ArgumentParser,
+    priors: tuple[str, ...],
+    guides: tuple[str, ...],
+    *,
+    resume: bool = False,
+    latent_dim: bool = True,
 ) -> None:
-    """The options that choose the data, the model and the training budget."""
+    """The options that choose the data, the model and the training budget; ``resume``:
+    the command has ``--resume`` (``--lr`` then defaults to the run's own); without
+    ``latent_dim``, no ``--latent-dim`` (the command sets the latent size its own way)."""
     p.add_argument(
         "--dataset",
         default=data.DEFAULT_DATASET,
@@ -169,47 +125,57 @@ def _add_model(
     )
     p.add_argument(
         "--scale",
-        type=_positive_float,
-        default=0.1,
+        type=positive_float,
+        default=_defaults.LIKELIHOOD_SCALE,
         help="scale of the gaussian, laplace or discretized-logistic likelihood, "
-        "initial value if learned (default: 0.1)",
+        f"initial value if learned (default: {_defaults.LIKELIHOOD_SCALE})",
     )
     p.add_argument("--learn-scale", action="store_true", help="learn the likelihood's scale")
     p.add_argument(
         "--num-flows",
-        type=_num_flows,
-        default=2,
-        help=f"steps of the iaf and coupling guides and of the flow prior, 1 to {_MAX_FLOWS} "
-        "(default: 2)",
+        type=int_up_to(MAX_FLOWS),
+        default=_defaults.NUM_FLOWS,
+        help=f"steps of the iaf and coupling guides and of the flow prior, 1 to {MAX_FLOWS} "
+        f"(default: {_defaults.NUM_FLOWS})",
     )
     p.add_argument(
         "--components",
-        type=_positive_int,
+        type=positive_int,
         default=None,
-        help="components of the mixture prior (default: 10) or pseudo-inputs of the "
-        "vamp prior (default: 500)",
+        help=f"components of the mixture prior (default: {_defaults.MIXTURE_COMPONENTS}) or "
+        f"pseudo-inputs of the vamp prior (default: {_defaults.PSEUDO_INPUTS})",
     )
     p.add_argument(
         "--net", default="mlp", choices=NETS, help="encoder/decoder networks (default: mlp)"
     )
     p.add_argument(
         "--hidden",
-        type=_int_list,
+        type=int_list("512,256"),
         default=[512, 256],
         help="MLP hidden widths, encoder order; the decoder mirrors them (default: 512,256)",
     )
-    p.add_argument("--latent-dim", type=_positive_int, default=16, help="size of z (default: 16)")
+    if latent_dim:
+        p.add_argument(
+            "--latent-dim", type=positive_int, default=16, help="size of z (default: 16)"
+        )
+    own = "; with --resume, the run's own" if resume else ""
     p.add_argument(
-        "--epochs", type=_positive_int, default=60, help="number of epochs (default: 60)"
+        "--epochs",
+        type=positive_int,
+        default=_defaults.DEMO_EPOCHS,
+        help=f"number of epochs (default: {_defaults.DEMO_EPOCHS}{own})",
     )
     p.add_argument(
-        "--batch-size", type=_positive_int, default=100, help="examples per step (default: 100)"
+        "--batch-size",
+        type=positive_int,
+        default=_defaults.BATCH_SIZE,
+        help=f"examples per step (default: {_defaults.BATCH_SIZE})",
     )
     p.add_argument(
         "--lr",
-        type=_positive_float,
+        type=learning_rate,
         default=None,
-        help="Adam learning rate (default: 0.001; with train --resume, the run's own)",
+        help=f"Adam learning rate (default: {_defaults.LEARNING_RATE:g}{own})",
     )
     p.add_argument(
         "--binarize",
@@ -224,7 +190,7 @@ def _add_model(
 def _add_distributed(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dist-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=distributed.DEFAULT_TIMEOUT.total_seconds(),
         metavar="SECONDS",
         help="under torchrun: how long a process waits for a silent one before it stops with "
@@ -236,8 +202,8 @@ def make_parser(
     description: str, priors: tuple[str, ...], guides: tuple[str, ...]
 ) -> argparse.ArgumentParser:
     """The parser of ``pyro-vae``, offering the named priors and guides."""
-    parser = _Parser(prog="pyro-vae", description=description)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="pyro-vae", description=description)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     train = sub.add_parser(
         "train",
@@ -245,7 +211,7 @@ def make_parser(
         description="Train a VAE, then evaluate it on the test split and "
         "write figures into the run folder.",
     )
-    _add_model(train, priors, guides)
+    _add_model(train, priors, guides, resume=True)
     train.add_argument(
         "--objective",
         type=_objective_spec,
@@ -255,13 +221,13 @@ def make_parser(
     )
     train.add_argument(
         "--num-particles",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="samples of z per example in the objective (default: the spec's k, else 1)",
     )
     train.add_argument(
         "--patience",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="stop after this many epochs without validation improvement",
     )
@@ -269,24 +235,28 @@ def make_parser(
     train.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run saved in --out up to --epochs, exactly where it stopped",
+        help="continue the run saved in --out exactly where it stopped, with the model, data, "
+        "objective, batch size and seed it was saved with (an option given again must equal "
+        "the saved value); --epochs, --lr, --patience, --checkpoint-every, --on-nonfinite and "
+        "--clip-grad-norm may change, and the change is recorded in config.json",
     )
     train.add_argument(
         "--checkpoint-every",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="also save checkpoint.pt every N steps within an epoch (default: at epoch ends)",
     )
     train.add_argument(
         "--on-nonfinite",
-        choices=("stop", "rollback"),
-        default="stop",
+        choices=ON_NONFINITE,
+        default=_defaults.ON_NONFINITE,
         help="a step with a NaN or infinite loss or gradient is never applied; stop the run, "
-        "or roll back to the last checkpoint and go on with fresh draws (default: stop)",
+        "or roll back to the last checkpoint and go on with fresh draws "
+        f"(default: {_defaults.ON_NONFINITE}; with --resume, the run's own)",
     )
     train.add_argument(
         "--clip-grad-norm",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="clip the gradients' joint 2-norm to this before each update (default: no clipping)",
     )
@@ -308,7 +278,7 @@ def make_parser(
         "--split", default="test", choices=data.SPLITS, help="data split (default: test)"
     )
     _add_common(ev)
-    _add_eval(ev, 1000)
+    _add_eval(ev, 1000, "example of --split")
     _add_distributed(ev)
 
     sm = sub.add_parser(
@@ -317,11 +287,16 @@ def make_parser(
         description="Write a grid of E[x|z], z ~ p(z), from a checkpoint.",
     )
     sm.add_argument("checkpoint", help="checkpoint.pt or best.pt of a run")
-    sm.add_argument("--num", type=_positive_int, default=64, help="images (default: 64)")
+    sm.add_argument(
+        "--num",
+        type=int_up_to(MAX_GRID_IMAGES, " (one grid; for more, run again with another --seed)"),
+        default=64,
+        help=f"images in the grid, at most {MAX_GRID_IMAGES} (default: 64)",
+    )
     sm.add_argument(
         "--out", default=None, help="PNG path (default: samples-<seed>.png beside the checkpoint)"
     )
-    _add_common(sm)
+    _add_common(sm, data_dir=False)
 
     cmp = sub.add_parser(
         "compare",
@@ -340,27 +315,21 @@ def make_parser(
     _add_model(cmp, priors, guides)
     cmp.add_argument(
         "--bound-ks",
-        type=_int_list,
+        type=int_list("1,5,50,500"),
         default=[1, 5, 50, 500],
         help="K of the test bounds E[IWAE_K] (default: 1,5,50,500)",
     )
     cmp.add_argument(
         "--gradient-ks",
-        type=_int_list,
+        type=int_list("1,5,50"),
         default=[1, 5, 50],
         help="K of the gradient statistics (default: 1,5,50)",
     )
     cmp.add_argument(
         "--gradient-draws",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         help="gradient estimates per statistic (default: 100)",
-    )
-    cmp.add_argument(
-        "--test-examples",
-        type=_positive_int,
-        default=None,
-        help="evaluate on the first N test examples (default: all)",
     )
     cmp.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
     cmp.add_argument("--overwrite", action="store_true", help="replace a comparison in --out")
@@ -369,10 +338,11 @@ def make_parser(
     _add_common(cmp)
     _add_eval(cmp, 5000)
     # Imported here: the analysis commands' module builds on this one's option groups.
-    from ._cli_analysis_args import add_analysis_commands, add_classes_option
+    from ._cli_analysis_args import add_analysis_commands, add_classes_option, add_test_examples
 
-    add_classes_option(train)
+    add_classes_option(train, anomaly=True)
     add_classes_option(cmp)
+    add_test_examples(cmp)
     parser.commands = {"train": train, "evaluate": ev, "sample": sm, "compare": cmp}
     parser.commands |= add_analysis_commands(sub, priors, guides)
     return parser

@@ -6,67 +6,28 @@ failed call created under its output path and never touches what was there befor
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import torch
 
-from ._checks import check_number, check_positive_int, check_shape, check_sizes
+from ._run_folder import RunFolderLocked
 
-__all__ = ["check_run_config", "OutputGuard", "too_large"]
-
-
-def check_run_config(
-    config: object, required: Sequence[str], choices: Mapping[str, Sequence[str]]
-) -> dict[str, Any]:
-    """Checks a run's config (what ``pyro-vae train`` saves) key by key.
-
-    Arguments:
-        config: the config, a dict.
-        required: the keys it must hold.
-        choices: the allowed names of the keys that name a part (``prior``, ``net``, …).
-
-    Raises:
-        TypeError: ``config`` is not a dict.
-        ValueError: a key is missing or its value is of the wrong type or range,
-            named as ``config['key']``.
-    """
-    if not isinstance(config, dict):
-        raise TypeError(f"config must be a dict, got {type(config).__name__}")
-    missing = [key for key in required if key not in config]
-    if missing:
-        raise ValueError(f"config lacks {', '.join(missing)}")
-    for key, allowed in choices.items():
-        if key in config and config[key] not in allowed:
-            raise ValueError(
-                f"config[{key!r}] must be one of {', '.join(allowed)}, got {config[key]!r}"
-            )
-    if "image_shape" in config:
-        check_shape("config['image_shape']", config["image_shape"], 3)
-    if "hidden" in config:
-        check_sizes("config['hidden']", config["hidden"])
-    if "latent_dim" in config:
-        check_positive_int("config['latent_dim']", config["latent_dim"])
-    if "scale" in config:
-        scale = check_number("config['scale']", config["scale"])
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"config['scale'] must be a positive finite number, got {scale!r}")
-    if "learn_scale" in config and not isinstance(config["learn_scale"], bool):
-        learn = config["learn_scale"]
-        raise ValueError(f"config['learn_scale'] must be true or false, got {learn!r}")
-    for key in ("num_flows", "components"):
-        if config.get(key) is not None:
-            check_positive_int(f"config[{key!r}]", config[key])
-    return config
+__all__ = ["OutputGuard", "too_large", "os_error_line"]
 
 
-_TOO_LARGE = ("can't allocate memory", "not enough memory", "out of memory", "overflow")
+# What torch says of sizes too large to allocate, or to count in int64; not its "cannot be
+# converted to type float without overflow", which is a number beyond float32, not memory.
+_TOO_LARGE = (
+    "can't allocate memory",
+    "not enough memory",
+    "out of memory",
+    "size calculation overflowed",
+    "integer multiplication overflow",
+)
 
 
 def too_large(error: BaseException) -> str | None:
@@ -85,6 +46,22 @@ def too_large(error: BaseException) -> str | None:
     )
 
 
+def os_error_line(error: OSError, out: str | os.PathLike | None) -> str | None:
+    """One line for an ``OSError`` of the system about a file: naming ``--out`` when the
+    file is ``out``, in it or one of its ancestors, else naming the file; ``None`` for
+    errors that are not about a file (their own message says it)."""
+    filename, reason = error.filename, error.strerror
+    if filename is None or not reason:
+        return None
+    reason = reason[0].lower() + reason[1:]
+    if out is not None:
+        target, where = Path(os.path.abspath(out)), Path(os.path.abspath(filename))
+        if where == target or target in where.parents or where in target.parents:
+            at = "" if where == target else f" ({filename})"
+            return f"--out={str(out)!r} cannot be written: {reason}{at}"
+    return f"{filename}: {reason}"
+
+
 class OutputGuard:
     """A context that removes what the call created under ``path`` if it fails.
 
@@ -92,7 +69,8 @@ class OutputGuard:
     ancestors exist). If the block raises an ``Exception``, every file or folder
     that was not there before is removed, ``path`` too if the call created it,
     and so are the ancestors the call created; files that were there before are
-    never touched. With ``keep_checkpoints``, a run that wrote a ``checkpoint.pt``
+    never touched, nor is anything when the folder's lock was refused (another
+    process is writing it). With ``keep_checkpoints``, a run that wrote a ``checkpoint.pt``
     (a finished epoch, which ``--resume`` continues) is kept whole.
     """
 
@@ -129,6 +107,8 @@ class OutputGuard:
     ) -> bool:
         if kind is None or not issubclass(kind, Exception):
             return False  # success, or an interrupt: leave everything as it is
+        if issubclass(kind, RunFolderLocked):
+            return False  # the folder belongs to the process that holds it
         after = self._listing()
         if self.keep_checkpoints and any(
             p.name == "checkpoint.pt" and self.before.get(p) != mtime for p, mtime in after.items()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["apply_config"]
+__all__ = ["apply_config", "given_options"]
 
 _JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
 _JSON_TYPES[type(None)] = "null"
@@ -40,7 +40,27 @@ def apply_config(
     finally:
         command.context = None
     rest = list(argv)[list(argv).index(args.command) + 1 :]
-    return parser.parse_args([args.command, *options, *rest])
+    combined = parser.parse_args([args.command, *options, *rest])
+    combined.given = given_options(command, [*options, *rest])
+    return combined
+
+
+def given_options(command: argparse.ArgumentParser, tokens: Sequence[str]) -> set[str]:
+    """The ``dest`` of every option that ``tokens`` (a command's arguments) give.
+
+    The tokens are parsed again with every default suppressed, so an option counts
+    as given however it was spelt (``--latent-dim 8``, ``--latent-dim=8``, an
+    abbreviation, or a ``--config`` key), and never because of its default.
+    """
+    actions = [a for a in command._actions if a.dest != "help"]  # noqa: SLF001
+    saved = [a.default for a in actions]
+    for action in actions:
+        action.default = argparse.SUPPRESS
+    try:
+        return set(vars(command.parse_args(list(tokens))))
+    finally:
+        for action, default in zip(actions, saved, strict=True):
+            action.default = default
 
 
 def _read_config(command: argparse.ArgumentParser, path: str) -> dict[str, Any]:
@@ -81,9 +101,10 @@ def _config_options(
     for key, value in values.items():
         action = actions.get(key.replace("_", "-"))
         if action is None:
+            listed = [name for name, a in actions.items() if a.help != argparse.SUPPRESS]
             command.error(
                 f"--config {path}: unknown option {key!r}; the options of "
-                f"`pyro-vae {command.prog.split()[-1]}` are: {', '.join(sorted(actions))}"
+                f"`pyro-vae {command.prog.split()[-1]}` are: {', '.join(sorted(listed))}"
             )
         option = action.option_strings[-1]
         if value is None:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
+import warnings
 from typing import Any
 
 import pyro.infer
 import torch
 
 from . import objectives
-from ._checks import FLOAT32_MAX, check_data, check_positive_float
+from ._checks import (
+    FLOAT32_MAX,
+    MAX_LEARNING_RATE,
+    check_data,
+    check_device,
+    check_positive_float,
+)
+from .likelihoods import Gaussian, Laplace
 from .vae import VAE
 
 __all__ = [
@@ -19,17 +28,23 @@ __all__ = [
     "make_objective",
     "objective_label",
     "check_inputs",
+    "warn_of_fixed_scale",
     "check_config",
     "check_learning_rate",
     "first_batch",
 ]
 
 
-def check_learning_rate(lr: object) -> float:
-    """A positive learning rate that Adam can hold in float32."""
-    lr = check_positive_float("lr", lr)
-    if lr > FLOAT32_MAX:
-        raise ValueError(f"lr must be at most {FLOAT32_MAX:.3g} (float32's largest), got {lr!r}")
+def check_learning_rate(lr: object, name: str = "lr") -> float:
+    """A positive learning rate whose Adam steps float32 can hold (at most
+    :data:`~pyro_vae._checks.MAX_LEARNING_RATE`, about 3.4e37)."""
+    lr = check_positive_float(name, lr)
+    if lr > MAX_LEARNING_RATE:
+        raise ValueError(
+            f"{name} must be at most {MAX_LEARNING_RATE:.3g}: Adam's first step is "
+            f"lr / (1 - beta1) = 10 lr, which must fit in float32 (at most {FLOAT32_MAX:.3g}), "
+            f"got {lr!r}"
+        )
     return lr
 
 
@@ -54,19 +69,22 @@ def data_generator(device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def resolve_device(device: str | torch.device | None, vae: VAE | None, data: torch.Tensor):
+def resolve_device(
+    device: str | torch.device | None, vae: VAE | None, data: torch.Tensor
+) -> torch.device:
+    """``device``, checked against this machine; by default the VAE's (else the data's).
+
+    Raises:
+        TypeError: neither a str nor a ``torch.device``.
+        ValueError: not a device name, or one this machine lacks (``mps``, ``xla``,
+            ``cuda`` without a GPU); the message lists the devices available.
+    """
     if device is None:
         if vae is not None:
             first = next(vae.parameters(), None)
             return first.device if first is not None else data.device
         return data.device
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was asked for, but CUDA is not available")
-    return device
+    return check_device("device", device)
 
 
 def _event_shape(vae: VAE, device: torch.device) -> torch.Size:
@@ -101,7 +119,8 @@ def check_inputs(
     binarize: bool,
     device: torch.device,
 ) -> None:
-    """Checks the data against the model before any training: dtype, event shape, support."""
+    """Checks the data against the model before any training: dtype, event shape, support;
+    warns of data far outside [0, 1] under a likelihood of fixed scale."""
     if vae is not None:
         vae.to(device)
         tensors = itertools.chain(vae.parameters(), vae.buffers())
@@ -116,6 +135,7 @@ def check_inputs(
         check_data(
             data, "data", likelihood=None if binarize else vae.likelihood, event_shape=event_shape
         )
+        warn_of_fixed_scale(vae.likelihood, data)
         if valid is not None:
             check_data(valid, "valid", likelihood=vae.likelihood, event_shape=event_shape)
     elif valid is not None:
@@ -127,6 +147,42 @@ def check_inputs(
             "binarize=True draws x ~ Bernoulli(data): data must hold intensities in [0, 1], "
             f"found min {data.min().item():g}, max {data.max().item():g}"
         )
+
+
+# Data "far outside [0, 1]": values beyond ±_FAR_OUTSIDE and a standard deviation over
+# _SPREAD_PER_SCALE fixed scales (0-255 grey levels against the default scale 0.1).
+_FAR_OUTSIDE = 10.0
+_SPREAD_PER_SCALE = 10.0
+
+
+def warn_of_fixed_scale(likelihood: object, data: torch.Tensor) -> None:
+    """Warns (a ``UserWarning``) when data far outside [0, 1] meet a Gaussian or Laplace
+    likelihood whose scale is fixed: every error is counted in units of that scale, so
+    the loss runs to millions of nats and the fit is poor."""
+    if not isinstance(likelihood, (Gaussian, Laplace)) or likelihood.learn_scale:
+        return
+    low, high = data.min().item(), data.max().item()
+    spread, scale = data.std().item() if data.numel() > 1 else 0.0, likelihood.scale.item()
+    if max(-low, high) <= _FAR_OUTSIDE or not spread > _SPREAD_PER_SCALE * scale:
+        return
+    warnings.warn(
+        f"data range from {low:g} to {high:g} (standard deviation {spread:.3g}), far outside "
+        f"[0, 1], but the {type(likelihood).__name__} likelihood's scale is fixed at "
+        f"{scale:g}: errors count in units of {scale:g}, so the loss runs to millions of "
+        "nats; rescale the data to about [0, 1] (8-bit images: x / 255) or learn the scale "
+        "(learn_scale=True; pyro-vae --learn-scale)",
+        UserWarning,
+        stacklevel=_user_level(),
+    )
+
+
+def _user_level() -> int:
+    """The ``stacklevel`` (for the caller of this function) of the first frame outside
+    pyro_vae: the user's call, however deep in the package the warning is raised."""
+    frame, level = sys._getframe(1), 1  # noqa: SLF001 - no public way on Python 3.11
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("pyro_vae"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def first_batch(data: torch.Tensor, batch_size: int, binarize: bool) -> torch.Tensor:

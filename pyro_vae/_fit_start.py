@@ -8,13 +8,18 @@ several machines needs its folder on rank 0's machine only.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
+import pyro
 import torch
+from tqdm.auto import tqdm
 
 from . import checkpoints, distributed
 from ._data_parallel import broadcast_tensors, fork_random_streams
+from ._history import History
+from ._resume import check_same_parameters
 from ._run_folder import RunFolder
 from ._trainer import Trainer
 from ._training_state import (
@@ -24,10 +29,11 @@ from ._training_state import (
     check_resumable,
     materialize_program_params,
     restore,
+    restore_params,
 )
 from .vae import VAE
 
-__all__ = ["start_run", "resume_run"]
+__all__ = ["start_run", "resume_run", "finished", "already_trained", "print_resume"]
 
 Start = tuple[Position, Bookkeeping, "dict[str, torch.Tensor] | None"]
 
@@ -47,6 +53,7 @@ def start_run(
 
 
 def resume_run(
+    state: dict[str, Any],
     folder: RunFolder,
     trainer: Trainer,
     vae: VAE | None,
@@ -57,18 +64,23 @@ def resume_run(
     lr: float | None,
     device: torch.device,
 ) -> Start:
-    """Restores the run in ``folder``: its position, books and best parameters (``None``: none).
+    """Restores ``state``, the checkpoint of the run in ``folder``: returns its position,
+    books and best parameters (``None``: none).
 
     Raises:
-        ValueError: the checkpoint is for other data or another global batch.
-        FileNotFoundError, CheckpointError: no readable checkpoint.
+        ValueError: the checkpoint is for other data, another global batch, or a
+            model of another architecture (naming the first parameter that differs).
     """
     group = trainer.group
-    where = "cpu" if group.distributed else device  # objects travel between processes on the CPU
-    state = group.on_main(lambda: checkpoints.load(folder.checkpoint, where), "the checkpoint")
     check_resumable(state, data, batch_size, group.world_size, folder.checkpoint)
     if vae is None:
         materialize_program_params(trainer, example)
+        store = dict(pyro.get_param_store().items())
+        # A parameter first used late in the run is not in the store yet: compare shapes only.
+        saved = {k: v for k, v in state["params"].items() if k in store}
+        check_same_parameters(saved, store, folder.checkpoint)
+    else:
+        check_same_parameters(state["params"], vae.state_dict(), folder.checkpoint)
     trainer.prepare(example)
     position, books = restore(state, vae, trainer, generator, random_state=True, lr=lr)
     _restore_rank_random_state(state, group)
@@ -82,6 +94,53 @@ def resume_run(
             stacklevel=3,
         )
     return position, books, best_params
+
+
+def finished(position: Position, books: Bookkeeping, epochs: int, patience: int | None) -> bool:
+    """Whether a run at ``position`` has nothing left to do: all its epochs, or stopped early."""
+    if position.step != 0:
+        return False
+    return position.epoch > epochs or (patience is not None and books.bad_epochs >= patience)
+
+
+def already_trained(
+    vae: VAE | None,
+    folder: RunFolder,
+    position: Position,
+    books: Bookkeeping,
+    best_params: dict[str, torch.Tensor] | None,
+    epochs: int,
+    writer: RunFolder | None,
+) -> History:
+    """A resumed run that had already finished: its trained parameters and history; no writes.
+
+    The process that would write the folder (``writer``) warns that nothing was done."""
+    stopped_early = position.epoch <= epochs
+    if best_params is not None and books.rows and books.best_epoch != books.rows[-1]["epoch"]:
+        restore_params(vae, best_params)
+    if writer is not None:
+        why, more = (
+            ("it stopped early", "patience") if stopped_early else (f"epochs={epochs}", "epochs")
+        )
+        warnings.warn(
+            f"{folder.path} has already trained {position.epoch - 1} epochs ({why}): nothing "
+            f"to train; give a larger {more} to go on",
+            stacklevel=4,  # fit's caller
+        )
+    return History(books.rows, books.best_epoch, stopped_early, nothing_to_do=True)
+
+
+def print_resume(folder: RunFolder, position: Position, run_config: dict[str, Any]) -> None:
+    """One line: where the run resumes, and the settings this resume changed."""
+    latest = run_config["resumes"][-1] if run_config.get("resumes") else None
+    at = (position.epoch, position.step)
+    changed = latest["changed"] if latest and (latest["epoch"], latest["step"]) == at else {}
+    text = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())
+    tqdm.write(
+        f"resuming {folder.path} at epoch {at[0]}, step {at[1]}"
+        + (f"; changed: {text}" if text else ""),
+        file=sys.stderr,
+    )
 
 
 def _restore_rank_random_state(state: dict[str, Any], group: distributed.Group) -> None:

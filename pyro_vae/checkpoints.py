@@ -16,9 +16,11 @@ the protection against malicious files is that loading never executes code.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import random
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from ._atomic import remove_stale_temporaries, write_atomically
+from ._checks import check_device
 
 __all__ = [
     "FORMAT",
@@ -112,9 +115,13 @@ def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu
         FileNotFoundError: no file at ``path``.
         CheckpointError: (a ``ValueError``) the file is unreadable, truncated,
             corrupt, edited (its digest does not match), holds objects other than
-            plain data, or is not a pyro_vae checkpoint.
+            plain data, or is not a pyro_vae checkpoint. The message says which, and
+            never suggests loading the file unsafely.
+        ValueError: ``map_location`` names a device this machine lacks (such as ``mps``).
     """
     path = Path(path)
+    if isinstance(map_location, (str, torch.device)):
+        check_device("map_location", map_location)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
@@ -127,11 +134,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu
     except PermissionError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: permission denied") from e
     except Exception as e:  # noqa: BLE001 - whatever a damaged file makes torch.load raise
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: it is truncated, corrupt or holds objects "
-            f"other than plain data ({reason})"
-        ) from e
+        raise CheckpointError(f"cannot read checkpoint {path}: {_why_unreadable(path, e)}") from e
     if not isinstance(state, dict) or state.get("format") not in (FORMAT, *_OLDER_FORMATS):
         raise CheckpointError(f"{path} is not a pyro_vae checkpoint (expected format {FORMAT!r})")
     if state["format"] == FORMAT:
@@ -145,6 +148,47 @@ def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu
                 f"{path} is damaged or was edited: its contents do not match its digest"
             )
     return state
+
+
+_ZIP, _PICKLE = b"PK\x03\x04", b"\x80"  # how torch.save's files (new and legacy) begin
+
+
+def _why_unreadable(path: Path, error: Exception) -> str:
+    """What the file is not, from its first bytes and torch's error.
+
+    torch's own message is never repeated: it advises ``weights_only=False``, which
+    would run whatever code an untrusted file holds.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        return f"it cannot be read ({e.strerror or e})"
+    if not head:
+        return "the file is empty"
+    if not head.startswith((_ZIP, _PICKLE)):
+        return f"it is not a checkpoint: torch.save did not write it{_looks_like(head)}"
+    text = str(error)
+    unsafe = re.search(r"GLOBAL (\S+)", text) or re.search(r"but got <class '([^']+)'>", text)
+    if unsafe:
+        return (
+            f"it holds objects other than plain data ({unsafe.group(1)}), which are never "
+            "loaded: loading them could run code"
+        )
+    if head.startswith(_PICKLE):
+        return "it is a pickle that torch.save did not write, or a truncated or corrupt file"
+    if "Weights only load failed" in text:
+        return "it is corrupt, or holds objects other than plain data, which are never loaded"
+    return "it is truncated or corrupt (its archive cannot be read)"
+
+
+def _looks_like(head: bytes) -> str:
+    """`` (it is JSON text)`` and the like, from a file's first bytes."""
+    try:  # a character cut at the end of ``head`` is no error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False).lstrip()
+    except UnicodeDecodeError:
+        return ""
+    return " (it is JSON text)" if text[:1] in ("{", "[") else " (it is text)"
 
 
 def get_rng_state() -> dict[str, Any]:

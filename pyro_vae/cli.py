@@ -19,10 +19,11 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pyro
 import torch
@@ -32,8 +33,9 @@ from ._atomic import write_atomically
 from ._checks import check_output_path
 from ._cli_analysis import COMMANDS
 from ._cli_args import make_parser as _make_parser
-from ._cli_checks import OutputGuard, too_large
-from ._cli_config import apply_config
+from ._cli_checks import OutputGuard, os_error_line, too_large
+from ._cli_config import apply_config, given_options
+from ._cli_resume import CHANGEABLE_OPTIONS, RUN_OPTIONS, Resumed, resumed_run
 from ._cli_runs import (
     GUIDES,
     PRIORS,
@@ -45,6 +47,7 @@ from ._cli_runs import (
     pick_device,
 )
 from ._data_parallel import fork_random_streams
+from ._run_folder import RunFolder
 from .compare import compare
 from .plots._figure import check_figure_path
 from .train import fit
@@ -108,50 +111,51 @@ def _join(args: argparse.Namespace) -> torch.device:
 def _train(args: argparse.Namespace) -> None:
     device = _join(args)
     out = check_output_path("--out", args.out, folder=True)
-    config = model_config(args)
-    pyro.set_rng_seed(args.seed)
-    splits = new_run_splits(config, args.data_dir, args.seed)
-    vae = build_vae(config)
-    # Nothing is created before this point; a failure from here on removes what this
-    # call created, unless it finished an epoch (checkpoint.pt), which --resume continues.
-    # Rank 0 alone owns the folder.
-    main_process = distributed.current().is_main
-    with OutputGuard(out, keep_checkpoints=True) if main_process else nullcontext():
-        _fit_and_report(vae, splits, config, args, device, out)
+    if args.resume and args.overwrite:
+        raise ValueError(
+            "--resume continues the run in --out and --overwrite replaces it: give one of them"
+        )
+    group, folder, fresh = distributed.current(), RunFolder(out), model_config(args)
+    # A failure from here on removes what this call created, unless it finished an epoch
+    # (checkpoint.pt), which --resume continues. Rank 0 alone owns and locks the folder.
+    guard = OutputGuard(out, keep_checkpoints=True) if group.is_main else nullcontext()
+    with guard, ExitStack() as held:
+        group.on_main(lambda: held.enter_context(folder.lock()), "the run folder's lock")
+        if args.resume:
+            run = resumed_run(args, folder, group, fresh)
+        else:
+            options = {dest: getattr(args, dest) for dest in (*RUN_OPTIONS, *CHANGEABLE_OPTIONS)}
+            run = Resumed(fresh, args.seed, options)
+        pyro.set_rng_seed(run.seed)
+        splits = new_run_splits(run.config, args.data_dir, run.seed)
+        _fit_and_report(build_vae(run.config), splits, run, args, device, out)
 
 
 def _fit_and_report(
     vae: VAE,
     splits: tuple[torch.Tensor, ...],
-    config: dict[str, Any],
+    run: Resumed,
     args: argparse.Namespace,
     device: torch.device,
     out: Path,
 ) -> None:
-    info = data.info(args.dataset)
+    info = data.info(run.config["dataset"])
     train_x, valid_x, test_x = splits
     history = fit(
         vae,
         train_x,
         valid=valid_x,
-        objective=args.objective,
-        num_particles=args.num_particles,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        checkpoint_every=args.checkpoint_every,
-        on_nonfinite=args.on_nonfinite,
-        clip_grad_norm=args.clip_grad_norm,
-        binarize=config["binarization"] == "dynamic",
-        patience=args.patience,
-        seed=args.seed,
+        binarize=run.config["binarization"] == "dynamic",
         device=device,
         out=out,
         resume=args.resume,
         overwrite=args.overwrite,
-        config=config,
+        config=run.config,
         progress=not args.no_progress,
+        **run.fit_options,
     )
+    if history.nothing_to_do:
+        return  # fit said so; the run's metrics and figures stay as they are
     main_process = distributed.current().is_main
     best = min(history.column("valid_loss"))
     if main_process:
@@ -236,6 +240,32 @@ def _compare_and_report(
     print(f"wrote {args.out}/comparison.csv, comparison.md, gradients.csv and figures")
 
 
+@contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Within the block, a warning prints as one line, ``pyro-vae COMMAND: warning: ...``,
+    without Python's source file and line; the library's own warnings stay as they are."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        stream = file if file is not None else sys.stderr
+        try:
+            stream.write(f"pyro-vae {command}: warning: {' '.join(str(message).split())}\n")
+        except (OSError, AttributeError):  # no stderr (pythonw) or a closed one
+            pass
+
+    saved, warnings.showwarning = warnings.showwarning, show
+    try:
+        yield
+    finally:
+        warnings.showwarning = saved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code.
 
@@ -248,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "config", None) is not None:
         args = apply_config(parser, args, argv)
+    else:
+        args.given = given_options(parser.commands[args.command], argv[1:])
     commands = {"train": _train, "evaluate": _evaluate, "sample": _sample, "compare": _compare}
     command = (commands | COMMANDS)[args.command]
     code = 2
@@ -257,14 +289,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.command} runs in one process; only "
                 f"{' and '.join(DISTRIBUTED_COMMANDS)} run under torchrun"
             )
-        command(args)
+        with _one_line_warnings(args.command):
+            command(args)
     except KeyboardInterrupt:
         resume = " (resume it with --resume)" if args.command == "train" else ""
         print(f"pyro-vae {args.command}: interrupted{resume}", file=sys.stderr)
         return 130
     except distributed.PeerError as e:
         message, code = str(e), 1
-    except (ValueError, TypeError, OSError, FloatingPointError) as e:
+    except OSError as e:
+        message = os_error_line(e, getattr(args, "out", None)) or str(e) or type(e).__name__
+    except (ValueError, TypeError, FloatingPointError) as e:
         message = str(e) or type(e).__name__
     except (RuntimeError, MemoryError) as e:
         message = too_large(e)

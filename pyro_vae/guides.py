@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._checks import check_number
+from ._defaults import NUM_FLOWS
 from ._flows import ConditionalAffineAutoregressiveStep
 
 __all__ = [
@@ -257,7 +258,7 @@ class _ConditionalFlowGuide(Guide):
         self,
         net: nn.Module,
         latent_dim: int,
-        num_flows: int = 2,
+        num_flows: int = NUM_FLOWS,
         hidden: Sequence[int] | None = None,
         context_dim: int = 32,
         min_scale: float = 1e-4,

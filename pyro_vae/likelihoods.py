@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from ._checks import check_number
 from ._continuous_bernoulli import ContinuousBernoulliDistribution
+from ._defaults import LIKELIHOOD_SCALE
 from ._discretized import (
     DiscretizedLogisticDistribution,
     UnitGrid,
@@ -170,7 +171,7 @@ class _ScaledLikelihood(Likelihood):
     def __init__(
         self,
         net: nn.Module,
-        scale: float = 1.0,
+        scale: float = LIKELIHOOD_SCALE,
         learn_scale: bool = False,
         min_scale: float = 1e-3,
     ) -> None:
@@ -284,7 +285,7 @@ class DiscretizedLogistic(_ScaledLikelihood):
         self,
         net: nn.Module,
         num_bins: int = 256,
-        scale: float = 0.1,
+        scale: float = LIKELIHOOD_SCALE,
         learn_scale: bool = True,
         min_scale: float = 1e-4,
     ) -> None:

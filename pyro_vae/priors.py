@@ -26,6 +26,7 @@ from torch.distributions import kl_divergence
 from torch.nn import functional as F
 
 from ._checks import check_event_shape, check_number, check_positive_int, check_sample, check_sizes
+from ._defaults import MIXTURE_COMPONENTS, NUM_FLOWS, PSEUDO_INPUTS
 from ._flows import AffineAutoregressiveStep
 from ._mixture import ComponentMixture, GaussianMixture
 from ._normal import HALF_LOG_2PI, diagonal_normal, inverse_softplus, kl_to_diagonal_normal
@@ -176,7 +177,7 @@ class MixtureOfGaussians(Prior):
     def __init__(
         self,
         latent_dim: int,
-        num_components: int = 10,
+        num_components: int = MIXTURE_COMPONENTS,
         init_spread: float = 1.0,
         init_scale: float = 1.0,
         min_scale: float = 1e-3,
@@ -250,7 +251,7 @@ class VampPrior(Prior):
     def __init__(
         self,
         guide: Any,
-        num_pseudo_inputs: int = 500,
+        num_pseudo_inputs: int = PSEUDO_INPUTS,
         input_shape: Sequence[int] | None = None,
         init: torch.Tensor | None = None,
     ) -> None:
@@ -357,7 +358,7 @@ class FlowPrior(Prior):
     def __init__(
         self,
         latent_dim: int,
-        num_flows: int = 2,
+        num_flows: int = NUM_FLOWS,
         hidden: Sequence[int] | None = None,
         transforms: Sequence[TransformModule] | None = None,
     ) -> None:

@@ -30,6 +30,7 @@ import torch
 from . import evaluate, objectives, plots
 from ._atomic import write_atomically
 from ._checks import check_output_path, check_positive_int, check_sizes, check_vae_data
+from ._defaults import BATCH_SIZE, EPOCHS, LEARNING_RATE
 from .compare import _check_budget, _fmt, _warm_up, _write_csv
 from .train import History, fit
 from .vae import VAE
@@ -154,9 +155,9 @@ def latent_size_sweep(
     latent_dims: Sequence[int],
     *,
     valid: torch.Tensor | None = None,
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 1e-3,
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    lr: float = LEARNING_RATE,
     objective: str = "analytic-kl",
     binarize: bool = False,
     num_samples: int = 1000,

@@ -37,7 +37,8 @@ import math
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,27 +48,21 @@ import pyro.infer
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoints, distributed, objectives
-from ._checks import (
-    check_data,
-    check_output_path,
-    check_positive_float,
-    check_positive_int,
-    check_seed,
-)
+from . import _defaults, checkpoints, distributed
+from ._checks import check_data, check_output_path, check_positive_int
 from ._data_parallel import check_same_parameters, check_same_setup, data_summary
 from ._epoch import EpochRunner, NonFiniteLossError, mean_loss
+from ._fit_settings import ON_NONFINITE, FitSettings
 from ._fit_setup import (
-    check_config,
     check_inputs,
-    check_learning_rate,
     data_generator,
     first_batch,
     make_objective,
     objective_label,
     resolve_device,
 )
-from ._fit_start import resume_run, start_run
+from ._fit_start import already_trained, finished, print_resume, resume_run, start_run
+from ._history import History
 from ._run_folder import LOG_COLUMNS, RunFolder
 from ._trainer import Trainer
 from ._training_state import (
@@ -81,36 +76,6 @@ from .vae import VAE
 
 __all__ = ["History", "fit", "LOG_COLUMNS", "NonFiniteLossError", "ON_NONFINITE"]
 
-ON_NONFINITE = ("stop", "rollback")
-DEFAULT_LR = 1e-3
-
-
-@dataclass
-class History:
-    """What ``fit`` did: one row per finished epoch, as written to ``log.csv``.
-
-    Attributes:
-        rows: dicts with keys ``epoch``, ``train_loss`` (negative bound per example,
-            averaged over the epoch's steps), ``valid_loss`` (the same on the
-            validation data after the epoch, or NaN) and ``seconds`` (training time).
-        best_epoch: the epoch of the lowest validation loss, or ``None`` without validation.
-        stopped_early: whether early stopping ended the run.
-        rollbacks: one dict per non-finite step that was rolled back: ``epoch``,
-            ``step``, ``objective``, ``problem`` and ``to`` (the ``(epoch, step)``
-            training went back to).
-    """
-
-    rows: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int | None = None
-    stopped_early: bool = False
-    rollbacks: list[dict[str, Any]] = field(default_factory=list)
-
-    def column(self, name: str) -> list[float]:
-        """The values of one column, one per epoch."""
-        if name not in LOG_COLUMNS:
-            raise ValueError(f"unknown column {name!r}; choose one of: {', '.join(LOG_COLUMNS)}")
-        return [row[name] for row in self.rows]
-
 
 def fit(
     model: VAE | Callable[..., Any],
@@ -118,13 +83,13 @@ def fit(
     *,
     guide: Callable[..., Any] | None = None,
     valid: torch.Tensor | None = None,
-    objective: str | pyro.infer.ELBO = objectives.DEFAULT_OBJECTIVE,
+    objective: str | pyro.infer.ELBO | None = None,
     num_particles: int | None = None,
     valid_objective: str | pyro.infer.ELBO | None = None,
-    epochs: int = 10,
-    batch_size: int = 128,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     lr: float | None = None,
-    binarize: bool = False,
+    binarize: bool | None = None,
     patience: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
@@ -132,13 +97,22 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     checkpoint_every: int | None = None,
-    on_nonfinite: str = "stop",
+    on_nonfinite: str | None = None,
     max_rollbacks: int = 3,
     clip_grad_norm: float | None = None,
     config: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> History:
     """Trains a VAE, or any Pyro model/guide pair, by stochastic variational inference.
+
+    A setting left as ``None`` takes its default in a new run and, with
+    ``resume``, the value the run saved: a resumed run is the same experiment.
+    Given again on resume, the objective (and K), ``valid_objective``,
+    ``binarize``, ``seed``, ``batch_size`` and every key of ``config`` must equal
+    the saved values (a ``ValueError`` names the first that differs); ``epochs``,
+    ``lr``, ``patience``, ``checkpoint_every``, ``on_nonfinite`` and
+    ``clip_grad_norm`` may change, and each change is appended to the config's
+    ``"resumes"`` list in ``config.json``.
 
     Arguments:
         model: a :class:`~pyro_vae.VAE`, or a Pyro model function taking a batch ``x``.
@@ -154,29 +128,34 @@ def fit(
             (default: the spec's ``k``, else 1).
         valid_objective: the objective of the validation loss, by name or as an
             ELBO (default: the training objective).
-        epochs: the total number of epochs (a resumed run continues up to it).
-        batch_size: examples per step (per process in a data-parallel run).
-        lr: Adam's learning rate (default 1e-3; on resume, the run's own, unless given).
+        epochs: the total number of epochs; a resumed run continues up to it
+            (default: 10).
+        batch_size: examples per step, per process in a data-parallel run (default: 100).
+        lr: Adam's learning rate (default: 1e-3; on resume, the run's own).
         binarize: draw x ~ Bernoulli(data) afresh for every mini-batch (dynamic
-            binarisation); ``data`` must then hold intensities in [0, 1].
+            binarisation); ``data`` must then hold intensities in [0, 1] (default: False).
         patience: with ``valid``, stop after this many epochs without improvement.
         seed: seeds Python, NumPy, torch and Pyro (``pyro.set_rng_seed``) first.
         device: ``"cpu"`` or ``"cuda"``; the VAE and the data are moved there.
             In a data-parallel run ``"cuda"`` means ``cuda:LOCAL_RANK``.
         out: run folder for ``log.csv``, ``config.json`` and checkpoints (none if ``None``).
+            One process at a time writes it: another process is refused at once
+            with :class:`~pyro_vae.RunFolderLocked`.
         resume: continue the run saved in ``out`` exactly where its ``checkpoint.pt``
             stopped: parameters, optimizer, objective counters, position in the
-            data, random-number states and history. Give the same model, data,
-            objective and batch size.
+            data, random-number states and history. Give the same model and data;
+            a model of another architecture is refused, naming the first parameter
+            that differs. A run that has already trained its ``epochs`` (or stopped
+            early) trains nothing and writes nothing (``History.nothing_to_do``).
         overwrite: start afresh in an ``out`` that already holds a run.
         checkpoint_every: also save ``checkpoint.pt`` every this many steps within
             an epoch (default: at the end of each epoch only).
         on_nonfinite: what a step with a NaN or infinite loss or gradient does; the
-            step is never applied. ``"stop"`` raises :class:`NonFiniteLossError`
-            (``checkpoint.pt`` keeps the last good state); ``"rollback"`` restores
-            the last checkpoint (in memory, with or without ``out``), warns, and
-            goes on with fresh random draws, up to ``max_rollbacks`` times in a
-            row before it stops.
+            step is never applied. ``"stop"`` (the default) raises
+            :class:`NonFiniteLossError` (``checkpoint.pt`` keeps the last good state);
+            ``"rollback"`` restores the last checkpoint (in memory, with or without
+            ``out``), warns, and goes on with fresh random draws, up to
+            ``max_rollbacks`` times in a row before it stops.
         max_rollbacks: rollbacks in a row, without a checkpoint in between, before
             ``"rollback"`` gives up and raises.
         clip_grad_norm: clip the gradients' joint 2-norm to this before each update.
@@ -192,51 +171,107 @@ def fit(
         ValueError, TypeError: a bad argument or bad data, named in the message.
         FileExistsError, FileNotFoundError: ``out`` holds a run and neither
             ``resume`` nor ``overwrite`` is set; ``resume`` without a checkpoint.
+        RunFolderLocked: (a ``BlockingIOError``) another process is writing ``out``.
         pyro_vae.distributed.PeerError: (a ``RuntimeError``) in a data-parallel run,
             another process stopped, hung past the timeout, or its parameters diverged.
     """
-    vae = model if isinstance(model, VAE) else None
-    if vae is not None:
-        if guide is not None:
-            raise ValueError("guide must not be given with a VAE: the VAE provides its own")
-        model_fn, guide_fn = vae.model, vae.guide
-    else:
-        if not callable(model) or not callable(guide):
-            raise TypeError(
-                "fit needs a pyro_vae.VAE, or a model function together with guide=<function>"
-            )
-        model_fn, guide_fn = model, guide
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    lr = check_learning_rate(lr) if lr is not None else None
-    seed = check_seed(seed, optional=True)
-    if out is not None:
-        out = check_output_path("out", out, folder=True)
-    if patience is not None:
-        patience = check_positive_int("patience", patience)
-        if valid is None:
-            raise ValueError("patience (early stopping) needs validation data: pass valid=")
-    if on_nonfinite not in ON_NONFINITE:
-        raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
+    vae, model_fn, guide_fn = _programs(model, guide)
+    asked = FitSettings(
+        objective=objective, num_particles=num_particles, valid_objective=valid_objective,
+        epochs=epochs, batch_size=batch_size, lr=lr, binarize=binarize, patience=patience,
+        seed=seed, checkpoint_every=checkpoint_every, on_nonfinite=on_nonfinite,
+        clip_grad_norm=clip_grad_norm, config=config if config is not None else {},
+    )  # fmt: skip
     max_rollbacks = check_positive_int("max_rollbacks", max_rollbacks)
-    if clip_grad_norm is not None:
-        clip_grad_norm = check_positive_float("clip_grad_norm", clip_grad_norm)
-    if checkpoint_every is not None:
-        checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
-        if out is None and on_nonfinite != "rollback":
-            raise ValueError("checkpoint_every needs a run folder (out=) to save checkpoints in")
-    if resume and out is None:
-        raise ValueError("resume needs the run folder: pass out=")
-    config = check_config(config)
-    for name, flag in (("binarize", binarize), ("resume", resume), ("overwrite", overwrite)):
+    for name, flag in (("resume", resume), ("overwrite", overwrite)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
-    loss = make_objective(objective, num_particles)
-    valid_loss = loss if valid_objective is None else make_objective(valid_objective, None)
-
+    if out is not None:
+        out = check_output_path("out", out, folder=True)
+    if resume and out is None:
+        raise ValueError("resume needs the run folder: pass out=")
+    if resume and overwrite:
+        raise ValueError("resume continues the run in out and overwrite replaces it: give one")
+    _check_combination(asked, valid, out)
     device = resolve_device(device, vae, check_data(data, "data"))
     group = distributed.init(device)
     device = distributed.local_device(device, group)
+    folder = RunFolder(out) if out is not None else None
+    with ExitStack() as held:
+        state = None
+        if folder is not None:  # one writer: rank 0 holds the folder until fit returns
+            group.on_main(lambda: held.enter_context(folder.lock()), "the run folder's lock")
+            check = lambda: folder.check(resume=resume, overwrite=overwrite)  # noqa: E731
+            group.on_main(check, "the run folder")
+        if resume:
+            where = "cpu" if group.distributed else device  # objects travel on the CPU
+            state = group.on_main(
+                lambda: checkpoints.load(folder.checkpoint, where), "the checkpoint"
+            )
+            settings = asked.resumed(state.get("config") or {}, folder.checkpoint)
+        else:
+            settings = asked.fresh()
+        _check_combination(settings, valid, out)
+        setup = _Setup(vae, model_fn, guide_fn, settings, max_rollbacks, device, group, folder)
+        return _train(setup, data, valid, state, progress)
+
+
+def _programs(
+    model: VAE | Callable[..., Any], guide: Callable[..., Any] | None
+) -> tuple[VAE | None, Callable[..., Any], Callable[..., Any]]:
+    """The VAE (or ``None``), the model function and the guide function that ``fit`` trains."""
+    if isinstance(model, VAE):
+        if guide is not None:
+            raise ValueError("guide must not be given with a VAE: the VAE provides its own")
+        return model, model.model, model.guide
+    if not callable(model) or not callable(guide):
+        raise TypeError(
+            "fit needs a pyro_vae.VAE, or a model function together with guide=<function>"
+        )
+    return None, model, guide
+
+
+def _check_combination(settings: FitSettings, valid: torch.Tensor | None, out: Path | None) -> None:
+    """Settings that need another argument: early stopping, checkpoints within epochs."""
+    if settings.patience is not None and valid is None:
+        raise ValueError("patience (early stopping) needs validation data: pass valid=")
+    if settings.checkpoint_every is not None and out is None:
+        if settings.on_nonfinite != "rollback":
+            raise ValueError("checkpoint_every needs a run folder (out=) to save checkpoints in")
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What ``fit`` settled before training: programs, settings, device, processes, folder."""
+
+    vae: VAE | None
+    model_fn: Callable[..., Any]
+    guide_fn: Callable[..., Any]
+    settings: FitSettings
+    max_rollbacks: int
+    device: torch.device
+    group: distributed.Group
+    folder: RunFolder | None
+
+
+def _train(
+    setup: _Setup,
+    data: torch.Tensor,
+    valid: torch.Tensor | None,
+    state: dict[str, Any] | None,
+    progress: bool,
+) -> History:
+    """Trains from the start, or from the checkpoint ``state``; writes the run folder."""
+    vae, settings, device, group, folder = (
+        setup.vae, setup.settings, setup.device, setup.group, setup.folder
+    )  # fmt: skip
+    epochs, batch_size, binarize = settings.epochs, settings.batch_size, settings.binarize
+    patience, clip_grad_norm = settings.patience, settings.clip_grad_norm
+    max_rollbacks = setup.max_rollbacks
+    loss = make_objective(settings.objective, settings.num_particles)
+    valid_loss = (
+        loss if settings.valid_objective is None else make_objective(settings.valid_objective, None)
+    )
     check_inputs(vae, data, valid, binarize, device)
     if group.distributed:
         check_same_setup(
@@ -245,51 +280,45 @@ def fit(
              "validation data": valid is not None and data_summary(valid),
              "batch_size": batch_size, "epochs": epochs,
              "objective": (objective_label(loss), loss.num_particles),
-             "seed": seed, "resume": resume, "binarize": binarize, "run folder": out is not None},
+             "seed": settings.seed, "resume": state is not None, "binarize": binarize,
+             "run folder": folder is not None},
         )  # fmt: skip
-    folder = RunFolder(out) if out is not None else None
-    if folder is not None:
-        group.on_main(lambda: folder.check(resume=resume, overwrite=overwrite), "the run folder")
     data = data.to(device)
     valid = valid.to(device) if valid is not None else None
 
-    if seed is not None and not resume:
-        pyro.set_rng_seed(seed)
-    trainer = Trainer(model_fn, guide_fn, loss, lr or DEFAULT_LR, vae, group)
-    valid_trainer = trainer if valid_loss is loss else Trainer(model_fn, guide_fn, valid_loss, 1.0)
+    if settings.seed is not None and state is None:
+        pyro.set_rng_seed(settings.seed)
+    lr = settings.lr or _defaults.LEARNING_RATE
+    trainer = Trainer(setup.model_fn, setup.guide_fn, loss, lr, vae, group)
+    valid_trainer = (
+        trainer if valid_loss is loss else Trainer(setup.model_fn, setup.guide_fn, valid_loss, 1.0)
+    )
     generator = data_generator(device)
     example = first_batch(data, batch_size, binarize)
     global_batch = batch_size * group.world_size
-    if resume:
+    if state is not None:
         position, books, best_params = resume_run(
-            folder, trainer, vae, generator, example, data, batch_size, lr, device
+            state, folder, trainer, vae, generator, example, data, batch_size, settings.lr, device
         )
     else:
         position, books, best_params = start_run(trainer, vae, generator, example)
     writer = folder if group.is_main else None
     progress = progress and group.is_main
-    run_config = {
-        "objective": objective if isinstance(objective, str) else type(objective).__name__,
-        "valid_objective": (
-            valid_objective
-            if isinstance(valid_objective, str) or valid_objective is None
-            else type(valid_objective).__name__
-        ),
-        "num_particles": loss.num_particles,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": trainer.optimizer.param_groups[0]["lr"],
-        "binarize": binarize,
-        "patience": patience,
-        "seed": seed,
-        "clip_grad_norm": clip_grad_norm,
-        "world_size": group.world_size,
-        **config,
-    }
+    if state is not None and finished(position, books, epochs, patience):
+        return already_trained(vae, folder, position, books, best_params, epochs, writer)
+    run_config = settings.record(
+        trainer.optimizer.param_groups[0]["lr"],
+        loss.num_particles,
+        group.world_size,
+        state["config"] if state is not None else None,
+        (position.epoch, position.step),
+    )
     if writer is not None:
-        writer.start(run_config, resume=resume)
-        if resume:
+        writer.start(run_config, resume=state is not None)
+        if state is not None:
             writer.write_log(books.rows)  # drops rows of work done after the checkpoint
+        if progress and state is not None:
+            print_resume(folder, position, run_config)
 
     runner = EpochRunner(
         trainer,
@@ -300,10 +329,10 @@ def fit(
         objective_label(loss),
         epochs,
         clip_grad_norm=clip_grad_norm,
-        checkpoint_every=checkpoint_every,
+        checkpoint_every=settings.checkpoint_every,
         progress=progress,
     )
-    keep_snapshots = on_nonfinite == "rollback"
+    keep_snapshots = settings.on_nonfinite == "rollback"
     snapshot: dict[str, Any] | None = None
     rollbacks: list[dict[str, Any]] = []
     in_a_row = 0

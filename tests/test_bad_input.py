@@ -1039,7 +1039,7 @@ def test_an_unreadable_config_file_is_one_line(tmp_path, monkeypatch):
     [
         (["train", "--seed", "-1"], "--seed: expected an integer from 0 to 2**32 - 1"),
         (["train", "--seed", "4294967296"], "--seed: expected an integer from 0 to 2**32 - 1"),
-        (["train", "--lr", "1e300"], "--lr: expected a positive number up to 3.4e+38"),
+        (["train", "--lr", "1e300"], "--lr: expected a positive number up to 3.4e+37"),
         (["train", "--scale", "1e39"], "--scale: expected a positive number up to 3.4e+38"),
         (["train", "--num-flows", "1001"], "--num-flows: expected an integer from 1 to 1000"),
         (["train", "--batch-size", "9" * 30], "--batch-size: expected a positive integer"),

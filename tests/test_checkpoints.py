@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fractions
 import os
 import pickle
 import random
@@ -45,7 +46,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "content, match",
-    [(b"", "truncated, corrupt"), (b"not a checkpoint at all", "truncated, corrupt")],
+    [(b"", "the file is empty"), (b"not a checkpoint at all", "torch.save did not write it")],
 )
 def test_corrupt_files_get_a_clear_error(tmp_path, content, match):
     path = tmp_path / "ck.pt"
@@ -139,3 +140,46 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     checkpoints.save({"epoch": 1}, tmp_path / "checkpoint.pt")
     checkpoints.remove_stale_temporaries(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+# torch's own message on a refused file advises weights_only=False or allowlisting globals,
+# which would run whatever code an untrusted file holds: it must never reach the user.
+UNSAFE_ADVICE = ("weights_only", "trusted source", "safe_globals", "will likely succeed")
+
+
+NOT_TORCH = "not a checkpoint: torch.save did not write it"
+
+
+@pytest.mark.parametrize(
+    "content, what",
+    [
+        (b'{"params": {"w": [1, 2]}}\n', f"{NOT_TORCH} (it is JSON text)"),
+        (b"\x00\x01\x02 random \xfe\xff bytes" * 10, NOT_TORCH),
+        (pickle.dumps({"w": [1, 2]}), "a pickle that torch.save did not write"),
+    ],
+)
+def test_a_file_that_is_no_checkpoint_is_named_without_unsafe_advice(tmp_path, content, what):
+    path = tmp_path / "ck.pt"
+    path.write_bytes(content)
+    with pytest.raises(checkpoints.CheckpointError) as info:
+        checkpoints.load(path)
+    message = str(info.value)
+    assert message.startswith(f"cannot read checkpoint {path}: ") and what in message
+    assert not any(advice in message for advice in UNSAFE_ADVICE), message
+
+
+def test_a_file_of_other_objects_names_them_without_unsafe_advice(tmp_path):
+    path = tmp_path / "ck.pt"
+    torch.save({"format": checkpoints.FORMAT, "x": fractions.Fraction(1, 2)}, path)
+    with pytest.raises(checkpoints.CheckpointError) as info:
+        checkpoints.load(path)
+    message = str(info.value)
+    assert "objects other than plain data (fractions.Fraction)" in message
+    assert not any(advice in message for advice in UNSAFE_ADVICE), message
+
+
+def test_a_device_this_machine_lacks_is_named_not_blamed_on_the_file(tmp_path):
+    path = checkpoints.save({"epoch": 1}, tmp_path / "ck.pt")
+    with pytest.raises(ValueError, match="map_location 'xla' is not available") as info:
+        checkpoints.load(path, map_location="xla")
+    assert not isinstance(info.value, checkpoints.CheckpointError)

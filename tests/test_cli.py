@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
+from pathlib import Path
 
 import pytest
 
 from pyro_vae import checkpoints, cli
+from pyro_vae._checks import available_devices
+from pyro_vae._cli_checks import os_error_line, too_large
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +155,8 @@ def test_bad_arguments_give_one_line_and_exit_code_2(argv, match, capsys):
 @pytest.mark.parametrize(
     "make_argv, match",
     [
-        (lambda tmp: ["evaluate", str(tmp / "missing.pt")], "no checkpoint at"),
-        (lambda tmp: ["evaluate", str(tmp / "bad.pt")], "truncated, corrupt"),
+        (lambda tmp: ["evaluate", str(tmp / "missing.pt")], "no checkpoint or run folder at"),
+        (lambda tmp: ["evaluate", str(tmp / "bad.pt")], "it is not a checkpoint"),
         (lambda tmp: ["evaluate", str(tmp / "foreign.pt")], "was not written by `pyro-vae train`"),
         (lambda tmp: ["train", "--device", "cuda:zero", "--out", str(tmp / "r")], "--device"),
         (
@@ -338,3 +342,124 @@ def test_an_interrupted_train_says_how_to_resume(tmp_path, monkeypatch, capsys):
     argv = ["train", "--dataset", "digits", "--out", str(tmp_path / "r"), "--no-progress"]
     assert cli.main(argv) == 130
     assert "interrupted (resume it with --resume)" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------- issue 17: smaller defects
+
+SMALL = ["--dataset", "digits", "--epochs", "1", "--hidden", "8", "--latent-dim", "2",
+         "--num-samples", "2", "--no-progress"]  # fmt: skip
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def _exit_code(argv: list[str]) -> int:
+    """``cli.main``'s exit code, from its return or from argparse's ``SystemExit``."""
+    try:
+        return cli.main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.parametrize("device", ["mps", "xla", "cuda:99", "garbage"])
+@pytest.mark.parametrize(
+    "command", ["train", "evaluate", "sample", "compare", "plot", "gaps", "anomaly", "denoise",
+                "sweep"],
+)  # fmt: skip
+def test_a_device_this_machine_lacks_is_one_line_on_every_command(
+    run, tmp_path, capsys, command, device
+):
+    if device in available_devices():
+        pytest.skip(f"this machine has {device}")
+    target = [str(run / "checkpoint.pt")] if command not in ("train", "compare", "sweep") else []
+    out = ["--out", str(tmp_path / "out")] if not target else []
+    assert cli.main([command, *target, *out, "--device", device]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"pyro-vae {command}: error: --device") and ": auto, cpu" in line
+    assert "truncated" not in line and "corrupt" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_learning_rate_adam_cannot_step_with_is_named_not_called_out_of_memory(tmp_path, capsys):
+    assert _exit_code(["train", *SMALL, "--lr", "1e38", "--out", str(tmp_path / "r")]) == 2
+    line = _one_error_line(capsys)
+    assert "--lr" in line and "up to 3.4e+37" in line and "memory" not in line
+    overflow = RuntimeError("value cannot be converted to type float without overflow")
+    assert too_large(overflow) is None  # a number beyond float32, not memory
+    assert "out of memory" in too_large(RuntimeError("Storage size calculation overflowed"))
+
+
+# sysfs refuses new files and folders to everyone, root included.
+needs_sysfs = pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's /sys")
+
+
+@needs_sysfs
+@pytest.mark.parametrize("command", ["train", "sample", "plot"])
+def test_an_unwritable_out_is_one_line_naming_it(run, capsys, command):
+    out = "/sys/pyro-vae-test" + (".png" if command == "sample" else "")
+    target = [] if command == "train" else [str(run / "checkpoint.pt")]
+    assert cli.main([command, *target, *(SMALL if command == "train" else []), "--out", out]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"pyro-vae {command}: error: --out='{out}' cannot be written: "), line
+    assert "Errno" not in line and ".tmp" not in line
+
+
+def test_an_os_error_names_out_or_the_file_not_an_errno(tmp_path):
+    out = tmp_path / "run"
+    denied = PermissionError(13, "Permission denied", str(out / "config.json"))
+    assert os_error_line(denied, str(out)) == (
+        f"--out={str(out)!r} cannot be written: permission denied ({out / 'config.json'})"
+    )
+    read_only = OSError(30, "Read-only file system", str(out))
+    assert (
+        os_error_line(read_only, str(out))
+        == f"--out={str(out)!r} cannot be written: read-only file system"
+    )
+    elsewhere = PermissionError(13, "Permission denied", "/data/mnist.npz")
+    assert os_error_line(elsewhere, str(out)) == "/data/mnist.npz: permission denied"
+    assert os_error_line(FileNotFoundError("no checkpoint at x.pt"), str(out)) is None
+
+
+def test_an_atomic_write_that_cannot_start_names_the_file_not_its_temporary(tmp_path):
+    from pyro_vae._atomic import write_atomically
+
+    with pytest.raises(FileNotFoundError) as info:
+        write_atomically(tmp_path / "missing" / "s.png", lambda f: f.write(b"x"))
+    assert info.value.filename == str(tmp_path / "missing" / "s.png")
+
+
+@pytest.mark.parametrize(
+    "argv, option, instead",
+    [
+        (["sweep", "--latent-dim", "8"], "--latent-dim", "give --latent-dims 8"),
+        (["sweep", "--latent-dim=8"], "--latent-dim", "give --latent-dims 8"),
+        (["sample", "ck.pt", "--data-dir", "data"], "--data-dir", "reads no data"),
+    ],
+)
+def test_an_option_a_command_does_not_use_is_refused(argv, option, instead, capsys):
+    assert _exit_code(argv) == 2
+    line = _one_error_line(capsys)
+    assert f"{option} is not an option of `pyro-vae {argv[0]}`" in line and instead in line
+
+
+def test_an_option_a_command_does_not_use_is_refused_in_a_config_file(tmp_path, capsys):
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({"latent_dim": 8}))
+    assert _exit_code(["sweep", "--config", str(path)]) == 2
+    assert "give --latent-dims 8" in _one_error_line(capsys)
+
+
+def test_warnings_print_as_one_line_without_python_s_source_line(monkeypatch, capsys):
+    def evaluate(args):
+        warnings.warn("the checkpoint\n  is old", UserWarning, stacklevel=1)
+
+    monkeypatch.setattr(cli, "_evaluate", evaluate)
+    shown = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert cli.main(["evaluate", "ck.pt"]) == 0
+    assert capsys.readouterr().err == "pyro-vae evaluate: warning: the checkpoint is old\n"
+    assert warnings.showwarning is shown  # the library's warnings stay Python's

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -14,6 +15,7 @@ import torch
 from conftest import binary_data, empty_guide, shift_model, small_vae
 
 import pyro_vae as pv
+from pyro_vae._checks import MAX_LEARNING_RATE, available_devices
 from pyro_vae._fused import PerExample
 from pyro_vae._trainer import Trainer
 from pyro_vae.linear_gaussian import LinearGaussian
@@ -260,7 +262,8 @@ def test_every_objective_sees_the_same_batches():
 
         pv.fit(model, x, guide=small.guide, objective=objective, epochs=2,
                batch_size=10, binarize=True, seed=1, progress=False)  # fmt: skip
-        seen[objective] = batches[1:]  # the first call only creates the parameters
+        # The first calls create the parameters and check the programs' sites and plates.
+        seen[objective] = batches[2:]
     assert len(seen["elbo"]) == len(seen["iwae:k=7"]) == 6
     for a, b in zip(seen["elbo"], seen["iwae:k=7"], strict=True):
         assert torch.equal(a, b)
@@ -356,3 +359,51 @@ def test_the_first_step_runs_with_pyro_s_distribution_checks():
     with pytest.raises(ValueError, match="scale"):
         pv.fit(model, torch.ones(4, 2), guide=empty_guide, epochs=1, progress=False)
     assert pyro.distributions.is_validation_enabled()  # restored after training
+
+
+# --------------------------------------------------------------- issue 17: smaller defects
+
+
+@pytest.mark.parametrize("device", ["mps", "xla", "cuda:99", "meta"])
+def test_fit_names_a_device_this_machine_lacks_and_what_it_has(device):
+    if device in available_devices():
+        pytest.skip(f"this machine has {device}")
+    with pytest.raises(ValueError, match=rf"device '{device}' is not available.*available: cpu"):
+        pv.fit(small_vae(), binary_data(), epochs=1, device=device, progress=False)
+
+
+def test_the_largest_learning_rate_is_where_adam_s_first_step_overflows_float32():
+    def first_step(lr: float) -> None:
+        w = torch.nn.Parameter(torch.zeros(2))
+        w.grad = torch.ones(2)
+        torch.optim.Adam([w], lr=lr).step()
+
+    first_step(MAX_LEARNING_RATE)
+    with pytest.raises(RuntimeError, match="without overflow"):
+        first_step(math.nextafter(MAX_LEARNING_RATE, math.inf))
+    with pytest.raises(ValueError, match=r"lr must be at most 3.4e\+37: Adam's first step"):
+        pv.fit(small_vae(), binary_data(), epochs=1, lr=1e38, progress=False)
+
+
+def _grey_level_vae(likelihood: type, **options) -> pv.VAE:
+    head = likelihood(pv.nets.MLP(3, [16], 12), **options)
+    guide = pv.guides.DiagonalNormal(pv.nets.MLP(12, [16]), latent_dim=3)
+    return pv.VAE(pv.priors.StandardNormal(3), head, guide)
+
+
+def _scale_warnings(vae: pv.VAE, x: torch.Tensor) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pv.fit(vae, x, valid=x, epochs=2, batch_size=10, progress=False)
+    return [str(w.message) for w in caught if "far outside [0, 1]" in str(w.message)]
+
+
+@pytest.mark.parametrize("likelihood", [pv.likelihoods.Gaussian, pv.likelihoods.Laplace])
+def test_fit_warns_once_of_grey_levels_under_a_fixed_scale(likelihood):
+    grey = torch.randint(0, 256, (40, 12), generator=torch.Generator().manual_seed(0)).float()
+    [message] = _scale_warnings(_grey_level_vae(likelihood), grey)
+    assert f"{likelihood.__name__} likelihood's scale is fixed at 0.1" in message
+    assert "rescale the data" in message and "learn the scale" in message
+    assert _scale_warnings(_grey_level_vae(likelihood, learn_scale=True), grey) == []
+    assert _scale_warnings(_grey_level_vae(likelihood), grey / 255) == []
+    assert _scale_warnings(_grey_level_vae(likelihood), torch.randn(40, 12)) == []

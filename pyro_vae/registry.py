@@ -1,0 +1,164 @@
+"""The registry of parts: the names a run's config uses, and the VAE they build.
+
+A run's ``config.json`` (and every checkpoint's ``config``) holds the names and
+sizes its model was built from. This module is the one place that maps those
+names to constructors: the command line offers its names, :func:`build_vae`
+builds the model of a config, and :func:`pyro_vae.load_run` rebuilds a trained
+run in Python.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from . import _defaults, data, guides, likelihoods, nets, priors
+from ._checks import check_number, check_positive_int, check_shape, check_sizes
+from .vae import VAE
+
+__all__ = [
+    "PRIORS",
+    "GUIDES",
+    "LIKELIHOODS",
+    "NETS",
+    "BINARIZE",
+    "RUN_KEYS",
+    "build_vae",
+    "check_run_config",
+]
+
+LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "laplace", "discretized-logistic")
+NETS = ("mlp", "conv")
+BINARIZE = ("dynamic", "static", "none")
+PRIORS = ("standard-normal", "learned-normal", "mixture", "vamp", "flow")
+GUIDES = ("diagonal-normal", "full-normal", "iaf", "coupling")
+# What `train` saves in a run's config, and `evaluate` and `sample` rebuild the model from.
+RUN_KEYS = (
+    "dataset",
+    "image_shape",
+    "prior",
+    "guide",
+    "likelihood",
+    "scale",
+    "learn_scale",
+    "net",
+    "hidden",
+    "latent_dim",
+    "binarization",
+)
+
+
+def _likelihood(config: dict[str, Any], net: nn.Module) -> likelihoods.Likelihood:
+    name = config["likelihood"]
+    if name == "bernoulli":
+        return likelihoods.Bernoulli(net)
+    if name == "continuous-bernoulli":
+        return likelihoods.ContinuousBernoulli(net)
+    scale = {"scale": config["scale"], "learn_scale": config["learn_scale"]}
+    if name == "gaussian":
+        return likelihoods.Gaussian(net, **scale)
+    if name == "laplace":
+        return likelihoods.Laplace(net, **scale)
+    if name == "discretized-logistic":
+        levels = data.info(config["dataset"]).num_levels
+        return likelihoods.DiscretizedLogistic(net, num_bins=levels, **scale)
+    raise ValueError(f"unknown likelihood {name!r}; choose one of: {', '.join(LIKELIHOODS)}")
+
+
+def _guide(config: dict[str, Any], net: nn.Module, latent: int) -> guides.Guide:
+    name, flows = config["guide"], int(config.get("num_flows") or _defaults.NUM_FLOWS)
+    if name == "diagonal-normal":
+        return guides.DiagonalNormal(net, latent)
+    if name == "full-normal":
+        return guides.FullCovarianceNormal(net, latent)
+    if name == "iaf":
+        return guides.InverseAutoregressiveFlow(net, latent, num_flows=flows)
+    return guides.AffineCouplingFlow(net, latent, num_flows=flows)
+
+
+def _prior(config: dict[str, Any], guide: guides.Guide, latent: int) -> priors.Prior:
+    name, components = config["prior"], config.get("components")
+    mixture = int(components or _defaults.MIXTURE_COMPONENTS)
+    pseudo_inputs = int(components or _defaults.PSEUDO_INPUTS)
+    if name == "standard-normal":
+        return priors.StandardNormal(latent)
+    if name == "learned-normal":
+        return priors.LearnedNormal(latent)
+    if name == "mixture":
+        return priors.MixtureOfGaussians(latent, num_components=mixture)
+    if name == "vamp":
+        return priors.VampPrior(guide, num_pseudo_inputs=pseudo_inputs)
+    return priors.FlowPrior(latent, num_flows=int(config.get("num_flows") or _defaults.NUM_FLOWS))
+
+
+def build_vae(config: dict[str, Any]) -> VAE:
+    """Builds the VAE that a run's config names.
+
+    Keys: ``image_shape`` (C, H, W), ``prior``, ``guide``, ``likelihood``, ``net``
+    (``mlp`` or ``conv``), ``hidden`` (MLP widths), ``latent_dim``, and for the
+    Gaussian, Laplace and discretized-logistic likelihoods ``scale`` and ``learn_scale``;
+    optionally ``num_flows`` (flow guides and prior, default 2) and ``components``
+    (mixture components, default 10, or VampPrior pseudo-inputs, default 500).
+
+    Raises:
+        TypeError, ValueError: a key is missing or has a value of the wrong type or range.
+    """
+    choices = {"dataset": data.DATASETS, "prior": PRIORS, "guide": GUIDES}
+    choices |= {"likelihood": LIKELIHOODS, "net": NETS, "binarization": BINARIZE}
+    check_run_config(config, RUN_KEYS, choices)
+    latent, shape = int(config["latent_dim"]), tuple(config["image_shape"])
+    size = math.prod(shape)
+    if config["net"] == "mlp":
+        hidden = list(config["hidden"])
+        encoder, decoder = nets.MLP(size, hidden), nets.MLP(latent, hidden[::-1], size)
+    else:
+        encoder, decoder = nets.ConvEncoder(shape), nets.ConvDecoder(latent, shape)
+    guide = _guide(config, encoder, latent)
+    return VAE(_prior(config, guide, latent), _likelihood(config, decoder), guide)
+
+
+def check_run_config(
+    config: object, required: Sequence[str], choices: Mapping[str, Sequence[str]]
+) -> dict[str, Any]:
+    """Checks a run's config (what ``pyro-vae train`` saves) key by key.
+
+    Arguments:
+        config: the config, a dict.
+        required: the keys it must hold.
+        choices: the allowed names of the keys that name a part (``prior``, ``net``, …).
+
+    Raises:
+        TypeError: ``config`` is not a dict.
+        ValueError: a key is missing or its value is of the wrong type or range,
+            named as ``config['key']``.
+    """
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    missing = [key for key in required if key not in config]
+    if missing:
+        raise ValueError(f"config lacks {', '.join(missing)}")
+    for key, allowed in choices.items():
+        if key in config and config[key] not in allowed:
+            raise ValueError(
+                f"config[{key!r}] must be one of {', '.join(allowed)}, got {config[key]!r}"
+            )
+    if "image_shape" in config:
+        check_shape("config['image_shape']", config["image_shape"], 3)
+    if "hidden" in config:
+        check_sizes("config['hidden']", config["hidden"])
+    if "latent_dim" in config:
+        check_positive_int("config['latent_dim']", config["latent_dim"])
+    if "scale" in config:
+        scale = check_number("config['scale']", config["scale"])
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"config['scale'] must be a positive finite number, got {scale!r}")
+    if "learn_scale" in config and not isinstance(config["learn_scale"], bool):
+        learn = config["learn_scale"]
+        raise ValueError(f"config['learn_scale'] must be true or false, got {learn!r}")
+    for key in ("num_flows", "components"):
+        if config.get(key) is not None:
+            check_positive_int(f"config[{key!r}]", config[key])
+    return config
