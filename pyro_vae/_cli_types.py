@@ -80,30 +80,27 @@ def seed(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (0 < value <= FLOAT32_MAX):
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number up to {FLOAT32_MAX:.2g}, got {text!r}"
-        )
-    return value
+def _float_up_to(high: float, note: str = "") -> Callable[[str], float]:
+    """An argparse type for numbers in (0, ``high``]; ``note`` explains the bound."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (0 < value <= high):
+            raise argparse.ArgumentTypeError(
+                f"expected a positive number up to {high:.2g}{note}, got {text!r}"
+            )
+        return value
+
+    return parse
 
 
-def learning_rate(text: str) -> float:
-    """A positive learning rate whose first Adam step (10 lr) float32 can hold."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (0 < value <= MAX_LEARNING_RATE):
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number up to {MAX_LEARNING_RATE:.2g} (Adam's first step, "
-            f"10 lr, must fit in float32), got {text!r}"
-        )
-    return value
+positive_float = _float_up_to(FLOAT32_MAX)
+positive_float.__doc__ = "A positive number that float32 can hold."
+# Adam's first step is lr / (1 - beta1) = 10 lr, which float32 must hold.
+learning_rate = _float_up_to(MAX_LEARNING_RATE, " (Adam's first step, 10 lr, must fit in float32)")
 
 
 def int_list(example: str) -> Callable[[str], list[int]]:
