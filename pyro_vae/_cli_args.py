@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import _defaults, data, distributed, objectives
+from ._cli_train_options import add_budget_options, add_optimizer_options
 from ._cli_types import (
     MAX_FLOWS,
     Parser,
@@ -260,6 +261,8 @@ def make_parser(
         default=None,
         help="clip the gradients' joint 2-norm to this before each update (default: no clipping)",
     )
+    add_optimizer_options(train)
+    add_budget_options(train)
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress output")
     _add_config(train)
@@ -339,10 +342,12 @@ def make_parser(
     _add_eval(cmp, 5000)
     # Imported here: the analysis commands' module builds on this one's option groups.
     from ._cli_analysis_args import add_analysis_commands, add_classes_option, add_test_examples
+    from ._cli_reproduce import add_reproduce_command
 
     add_classes_option(train, anomaly=True)
     add_classes_option(cmp)
     add_test_examples(cmp)
     parser.commands = {"train": train, "evaluate": ev, "sample": sm, "compare": cmp}
     parser.commands |= add_analysis_commands(sub, priors, guides)
+    parser.commands["reproduce"] = add_reproduce_command(sub)
     return parser

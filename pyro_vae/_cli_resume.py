@@ -45,11 +45,13 @@ MODEL_OPTIONS = {
     "binarize": "binarization",
     "classes": "classes",
 }
-RUN_OPTIONS = ("objective", "num_particles", "batch_size", "seed")
+RUN_OPTIONS = (
+    "objective", "num_particles", "batch_size", "seed", "lr_schedule", "adam_betas", "adam_eps",
+)  # fmt: skip
 CHANGEABLE_OPTIONS = CHANGEABLE
 FREE_OPTIONS = (
     "out", "resume", "overwrite", "device", "data_dir", "no_progress", "num_samples",
-    "eval_batch_size", "dist_timeout", "config",
+    "eval_batch_size", "dist_timeout", "config", "max_minutes", "test_every", "test_samples",
 )  # fmt: skip
 
 _OPTION_OF_KEY = {key: dest for dest, key in MODEL_OPTIONS.items()}

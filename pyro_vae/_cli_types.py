@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from typing import NoReturn
 
+from . import schedules
 from ._checks import FLOAT32_MAX, MAX_LEARNING_RATE
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "learning_rate",
     "int_list",
     "refuse_option",
+    "lr_schedule",
+    "adam_betas",
 ]
 
 
@@ -140,3 +143,26 @@ def refuse_option(p: argparse.ArgumentParser, option: str, instead: str) -> None
     """Makes ``option`` an error on ``p`` that says ``instead`` (``{value}``: the value given);
     its value in the namespace is ``None``."""
     p.add_argument(option, action=_Refused, instead=instead, default=None)
+
+
+def lr_schedule(text: str) -> str:
+    """A learning-rate schedule spec that :func:`pyro_vae.schedules.parse` reads."""
+    try:
+        schedules.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def adam_betas(text: str) -> tuple[float, float]:
+    """Adam's ``beta1,beta2``: two numbers in [0, 1)."""
+    parts = text.split(",")
+    try:
+        values = tuple(float(v) for v in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not all(0 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected two numbers in [0, 1) like 0.9,0.999, got {text!r}"
+        )
+    return values  # type: ignore[return-value]

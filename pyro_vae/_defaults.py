@@ -20,6 +20,9 @@ __all__ = [
     "NUM_FLOWS",
     "MIXTURE_COMPONENTS",
     "PSEUDO_INPUTS",
+    "ADAM_BETAS",
+    "ADAM_EPS",
+    "LR_SCHEDULE",
 ]
 
 BATCH_SIZE = 100  # Burda et al. (2015) and most VAE papers on MNIST
@@ -31,3 +34,6 @@ LIKELIHOOD_SCALE = 0.1  # of the Gaussian, Laplace and discretised-logistic head
 NUM_FLOWS = 2
 MIXTURE_COMPONENTS = 10
 PSEUDO_INPUTS = 500
+ADAM_BETAS = (0.9, 0.999)  # torch's
+ADAM_EPS = 1e-8  # torch's
+LR_SCHEDULE = "constant"

@@ -26,10 +26,13 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
+from ._run_folder import RunFolder
 from ._trainer import Trainer
 from ._training_state import Position
 
-__all__ = ["NonFiniteLossError", "EpochRunner", "batches", "mean_loss"]
+__all__ = [
+    "NonFiniteLossError", "EpochRunner", "batches", "mean_loss", "print_epoch", "stopped_error",
+]  # fmt: skip
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -173,3 +176,34 @@ class EpochRunner:
                 objective=self.objective,
                 problem=problem,
             )
+
+
+def print_epoch(row: dict[str, float], epochs: int, with_valid: bool) -> None:
+    valid_text = f"  valid {row['valid_loss']:.3f}" if with_valid else ""
+    if not math.isnan(row.get("test_log_likelihood", math.nan)):
+        valid_text += f"  test log p(x) {row['test_log_likelihood']:.2f}"
+    tqdm.write(
+        f"epoch {row['epoch']}/{epochs}  train {row['train_loss']:.3f}{valid_text}  "
+        f"({row['seconds']:.1f} s)",
+        file=sys.stderr,
+    )
+
+
+def stopped_error(
+    e: NonFiniteLossError, folder: RunFolder | None, rolled_back: bool, max_rollbacks: int
+) -> NonFiniteLossError:
+    """The error that ends a run on a non-finite step, saying what is kept and what to try."""
+    why = f" after {max_rollbacks} rollbacks in a row" if rolled_back else ""
+    if folder is not None and folder.checkpoint.exists():
+        kept = f"{folder.checkpoint} holds the last good state"
+    elif folder is not None:
+        kept = f"the parameters are those before this step (no checkpoint in {folder.path} yet)"
+    else:
+        kept = "the parameters are those before this step"
+    message = (
+        f"{e}. Training stopped{why}; {kept}. Resuming replays the same draws: lower lr, "
+        "set clip_grad_norm, or use on_nonfinite='rollback'"
+    )
+    return NonFiniteLossError(
+        message, epoch=e.epoch, step=e.step, objective=e.objective, problem=e.problem
+    )

@@ -10,30 +10,46 @@ records the changes).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyro.infer
+import torch
 
-from . import _defaults, objectives
+from . import _defaults, objectives, schedules
 from ._checks import check_positive_float, check_positive_int, check_seed
 from ._fit_setup import check_config, check_learning_rate
 from ._resume import settle, with_resume_record
+from .vae import VAE
 
-__all__ = ["FitSettings", "ON_NONFINITE"]
+__all__ = ["FitSettings", "ON_NONFINITE", "programs", "check_combination"]
 
 ON_NONFINITE = ("stop", "rollback")
 
 # Settings saved in a run's config under the same names.
 _RECORDED = (
     "objective", "valid_objective", "num_particles", "epochs", "batch_size", "lr", "binarize",
-    "patience", "seed", "checkpoint_every", "on_nonfinite", "clip_grad_norm",
+    "patience", "seed", "checkpoint_every", "on_nonfinite", "clip_grad_norm", "lr_schedule",
+    "adam_betas", "adam_eps",
 )  # fmt: skip
 
 
 # Facts of the run that fit records itself, not settings of the caller's config.
 _RUN_FACTS = ("world_size", "resumes")
+
+
+def _check_betas(betas: object) -> tuple[float, float]:
+    """Adam's (β₁, β₂): two numbers in [0, 1)."""
+    if (
+        not isinstance(betas, (tuple, list))
+        or len(betas) != 2
+        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas)
+        or not all(0 <= b < 1 for b in betas)
+    ):
+        raise ValueError(f"adam_betas must be two numbers in [0, 1), got {betas!r}")
+    return (float(betas[0]), float(betas[1]))
 
 
 def _is_spec(text: object) -> bool:
@@ -61,6 +77,9 @@ class FitSettings:
     checkpoint_every: int | None = None
     on_nonfinite: str | None = None
     clip_grad_norm: float | None = None
+    lr_schedule: str | None = None
+    adam_betas: tuple[float, float] | None = None
+    adam_eps: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +92,12 @@ class FitSettings:
             check_learning_rate(self.lr)
         if self.clip_grad_norm is not None:
             check_positive_float("clip_grad_norm", self.clip_grad_norm)
+        if self.adam_eps is not None:
+            check_positive_float("adam_eps", self.adam_eps)
+        if self.adam_betas is not None:
+            object.__setattr__(self, "adam_betas", _check_betas(self.adam_betas))
+        if self.lr_schedule is not None:
+            schedules.parse(self.lr_schedule)
         check_seed(self.seed, optional=True)
         if self.binarize is not None and not isinstance(self.binarize, bool):
             raise TypeError(f"binarize must be True or False, got {self.binarize!r}")
@@ -94,6 +119,9 @@ class FitSettings:
             "batch_size": _defaults.BATCH_SIZE,
             "binarize": False,
             "on_nonfinite": _defaults.ON_NONFINITE,
+            "lr_schedule": _defaults.LR_SCHEDULE,
+            "adam_betas": _defaults.ADAM_BETAS,
+            "adam_eps": _defaults.ADAM_EPS,
         }
         return self._with({k: v for k, v in defaults.items() if getattr(self, k) is None})
 
@@ -127,7 +155,8 @@ class FitSettings:
         if isinstance(self.objective, pyro.infer.ELBO):
             changes["num_particles"] = None
         config = {k: v for k, v in saved.items() if k not in (*_RECORDED, *_RUN_FACTS)}
-        return self._with(changes | {"config": config})
+        # A run saved before a setting existed trained with its default.
+        return self._with(changes | {"config": config}).fresh()
 
     def _saved_form(self, name: str) -> Any:
         """A setting as a run's config saves it (an ELBO object by its class name)."""
@@ -153,3 +182,27 @@ class FitSettings:
         if resumed_from is None:
             return record
         return with_resume_record(resumed_from, {**resumed_from, **record}, *at)
+
+
+def programs(
+    model: VAE | Callable[..., Any], guide: Callable[..., Any] | None
+) -> tuple[VAE | None, Callable[..., Any], Callable[..., Any]]:
+    """The VAE (or ``None``), the model function and the guide function that ``fit`` trains."""
+    if isinstance(model, VAE):
+        if guide is not None:
+            raise ValueError("guide must not be given with a VAE: the VAE provides its own")
+        return model, model.model, model.guide
+    if not callable(model) or not callable(guide):
+        raise TypeError(
+            "fit needs a pyro_vae.VAE, or a model function together with guide=<function>"
+        )
+    return None, model, guide
+
+
+def check_combination(settings: FitSettings, valid: torch.Tensor | None, out: Path | None) -> None:
+    """Settings that need another argument: early stopping, checkpoints within epochs."""
+    if settings.patience is not None and valid is None:
+        raise ValueError("patience (early stopping) needs validation data: pass valid=")
+    if settings.checkpoint_every is not None and out is None:
+        if settings.on_nonfinite != "rollback":
+            raise ValueError("checkpoint_every needs a run folder (out=) to save checkpoints in")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import socket
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from ._atomic import remove_stale_temporaries, write_atomically
 
 __all__ = ["RunFolder", "RunFolderLocked", "LOG_COLUMNS", "CHECKPOINT", "BEST"]
 
-LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "seconds")
+LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "seconds", "test_log_likelihood")
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 LOCK = ".lock"
@@ -129,5 +130,6 @@ class RunFolder:
         text = io.StringIO()
         writer = csv.writer(text)
         writer.writerow(LOG_COLUMNS)
-        writer.writerows([row[c] for c in LOG_COLUMNS] for row in rows)
+        # Rows of runs saved before a column existed lack it: NaN, as for an epoch not measured.
+        writer.writerows([row.get(c, math.nan) for c in LOG_COLUMNS] for row in rows)
         write_atomically(self.log, lambda f: f.write(text.getvalue().encode()))

@@ -49,6 +49,7 @@ class Trainer:
         model, guide: the Pyro programs; each step scales them by 1/B (:class:`PerExample`).
         objective: a ``pyro.infer.ELBO``.
         lr: Adam's learning rate.
+        betas, eps: Adam's moment decay rates (β₁, β₂) and denominator constant ε.
         vae: the VAE the programs belong to, whose parameters are then known up front
             (``None`` for plain programs: their parameters are found as they appear).
         group: the data-parallel group (default: a single process).
@@ -62,8 +63,11 @@ class Trainer:
         lr: float,
         vae: VAE | None = None,
         group: Group | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
     ) -> None:
         self.model, self.guide = PerExample(model), PerExample(guide)
+        self.betas, self.eps = tuple(betas), eps
         self.group = group or Group()
         self.objective = objective
         self.vae = vae
@@ -99,7 +103,12 @@ class Trainer:
                 self._add_from_trace(capture.trace)
         if not self._params:
             raise ValueError("the model and guide have no parameters to train")
-        self.optimizer = torch.optim.Adam(self._params, lr=self.lr)
+        self.optimizer = torch.optim.Adam(self._params, lr=self.lr, betas=self.betas, eps=self.eps)
+
+    def set_lr(self, lr: float) -> None:
+        """Sets the learning rate of every parameter (a schedule's rate for this epoch)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def loss_and_grads(self, x: torch.Tensor) -> float:
         """The loss on the batch ``x``, per example; leaves the gradients in ``.grad``.

@@ -35,6 +35,7 @@ from ._cli_analysis import COMMANDS
 from ._cli_args import make_parser as _make_parser
 from ._cli_checks import OutputGuard, os_error_line, too_large
 from ._cli_config import apply_config, given_options
+from ._cli_reproduce import reproduce_command
 from ._cli_resume import CHANGEABLE_OPTIONS, RUN_OPTIONS, Resumed, resumed_run
 from ._cli_runs import (
     GUIDES,
@@ -152,11 +153,22 @@ def _fit_and_report(
         overwrite=args.overwrite,
         config=run.config,
         progress=not args.no_progress,
+        max_minutes=args.max_minutes,
+        test=test_x if args.test_every is not None else None,
+        test_every=args.test_every,
+        test_samples=args.test_samples,
         **run.fit_options,
     )
     if history.nothing_to_do:
         return  # fit said so; the run's metrics and figures stay as they are
     main_process = distributed.current().is_main
+    if history.out_of_time:
+        if main_process:
+            print(
+                f"stopped at --max-minutes {args.max_minutes:g} after epoch "
+                f"{history.rows[-1]['epoch']}; continue with: pyro-vae train --out {out} --resume"
+            )
+        return
     best = min(history.column("valid_loss"))
     if main_process:
         print(
@@ -281,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args.given = given_options(parser.commands[args.command], argv[1:])
     commands = {"train": _train, "evaluate": _evaluate, "sample": _sample, "compare": _compare}
+    commands["reproduce"] = reproduce_command
     command = (commands | COMMANDS)[args.command]
     code = 2
     try:

@@ -17,7 +17,7 @@ from torch import nn
 
 from . import _defaults, data, guides, likelihoods, nets, priors
 from ._checks import check_number, check_positive_int, check_shape, check_sizes
-from .vae import VAE
+from .vae import VAE, HierarchicalVAE
 
 __all__ = [
     "PRIORS",
@@ -25,6 +25,7 @@ __all__ = [
     "LIKELIHOODS",
     "NETS",
     "BINARIZE",
+    "ACTIVATIONS",
     "RUN_KEYS",
     "build_vae",
     "check_run_config",
@@ -33,6 +34,7 @@ __all__ = [
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "laplace", "discretized-logistic")
 NETS = ("mlp", "conv")
 BINARIZE = ("dynamic", "static", "none")
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 PRIORS = ("standard-normal", "learned-normal", "mixture", "vamp", "flow")
 GUIDES = ("diagonal-normal", "full-normal", "iaf", "coupling")
 # What `train` saves in a run's config, and `evaluate` and `sample` rebuild the model from.
@@ -100,8 +102,12 @@ def build_vae(config: dict[str, Any]) -> VAE:
     Keys: ``image_shape`` (C, H, W), ``prior``, ``guide``, ``likelihood``, ``net``
     (``mlp`` or ``conv``), ``hidden`` (MLP widths), ``latent_dim``, and for the
     Gaussian, Laplace and discretized-logistic likelihoods ``scale`` and ``learn_scale``;
-    optionally ``num_flows`` (flow guides and prior, default 2) and ``components``
-    (mixture components, default 10, or VampPrior pseudo-inputs, default 500).
+    optionally ``num_flows`` (flow guides and prior, default 2), ``components``
+    (mixture components, default 10, or VampPrior pseudo-inputs, default 500),
+    ``activation`` of the MLPs (``relu``, the default, or ``tanh``) and ``layers``,
+    the stochastic layers of a :class:`~pyro_vae.HierarchicalVAE` bottom-up as
+    ``[[hidden widths, latent size], ...]`` (with the standard-normal prior, the
+    diagonal-normal guide, the Bernoulli likelihood and MLPs).
 
     Raises:
         TypeError, ValueError: a key is missing or has a value of the wrong type or range.
@@ -111,13 +117,31 @@ def build_vae(config: dict[str, Any]) -> VAE:
     check_run_config(config, RUN_KEYS, choices)
     latent, shape = int(config["latent_dim"]), tuple(config["image_shape"])
     size = math.prod(shape)
+    activation = ACTIVATIONS[config.get("activation") or "relu"]
+    if config.get("layers"):
+        return _hierarchical(config, size, activation)
     if config["net"] == "mlp":
         hidden = list(config["hidden"])
-        encoder, decoder = nets.MLP(size, hidden), nets.MLP(latent, hidden[::-1], size)
+        encoder = nets.MLP(size, hidden, activation=activation)
+        decoder = nets.MLP(latent, hidden[::-1], size, activation=activation)
     else:
         encoder, decoder = nets.ConvEncoder(shape), nets.ConvDecoder(latent, shape)
     guide = _guide(config, encoder, latent)
     return VAE(_prior(config, guide, latent), _likelihood(config, decoder), guide)
+
+
+def _hierarchical(config: dict[str, Any], size: int, activation: type[nn.Module]) -> VAE:
+    """The :class:`~pyro_vae.HierarchicalVAE` of ``config["layers"]``."""
+    plain = {"prior": "standard-normal", "guide": "diagonal-normal", "likelihood": "bernoulli"}
+    plain |= {"net": "mlp"}
+    for key, value in plain.items():
+        if config[key] != value:
+            raise ValueError(
+                f"config['layers'] builds a hierarchical VAE with {key} {value!r}, "
+                f"got {config[key]!r}"
+            )
+    layers = [(list(hidden), int(dim)) for hidden, dim in config["layers"]]
+    return HierarchicalVAE.mlp(size, layers, activation=activation)
 
 
 def check_run_config(
@@ -161,4 +185,24 @@ def check_run_config(
     for key in ("num_flows", "components"):
         if config.get(key) is not None:
             check_positive_int(f"config[{key!r}]", config[key])
+    if config.get("activation") is not None and config["activation"] not in ACTIVATIONS:
+        names = ", ".join(ACTIVATIONS)
+        raise ValueError(
+            f"config['activation'] must be one of {names}, got {config['activation']!r}"
+        )
+    if config.get("layers") is not None:
+        _check_layers(config["layers"])
     return config
+
+
+def _check_layers(layers: object) -> None:
+    """``config["layers"]``: a non-empty list of ``[hidden widths, latent size]``."""
+    ok = isinstance(layers, list) and layers
+    ok = ok and all(isinstance(layer, (list, tuple)) and len(layer) == 2 for layer in layers)
+    if not ok:
+        raise ValueError(
+            f"config['layers'] must be a list of [hidden widths, latent size], got {layers!r}"
+        )
+    for i, (hidden, dim) in enumerate(layers):
+        check_sizes(f"config['layers'][{i}][0]", hidden)
+        check_positive_int(f"config['layers'][{i}][1]", dim)

@@ -67,6 +67,12 @@ DEFINING = {
     "num_particles": ({"--objective": "elbo", "--num-particles": "2"}, ["--num-particles", "3"]),
     "batch_size": ({"--batch-size": "50"}, ["--batch-size", "60"]),
     "seed": ({"--seed": "3"}, ["--seed", "4"]),
+    "lr_schedule": (
+        {"--lr-schedule": "geometric:growth=2,decay=0.5,stages=2"},
+        ["--lr-schedule", "constant"],
+    ),
+    "adam_betas": ({"--adam-betas": "0.8,0.99"}, ["--adam-betas", "0.9,0.999"]),
+    "adam_eps": ({"--adam-eps": "0.0001"}, ["--adam-eps", "0.001"]),
 }
 
 

@@ -1,0 +1,256 @@
+"""Recipes: published VAE configurations, in full, that ``reproduce`` trains and scores.
+
+A :class:`Recipe` states everything a paper's number depends on: the network
+(through the registry's config, :func:`pyro_vae.registry.build_vae`), the
+likelihood, the data and binarisation, the objective, the optimiser and its
+learning-rate schedule, the batch size, the epochs, the evaluation protocol and
+the published figure. :func:`reproduce` trains one into a run folder, which
+survives any interruption (``resume=True`` goes on exactly where it stopped; a
+run refuses to resume under another recipe or objective), logs an anytime test
+curve, and at the end scores it with the paper's protocol and writes its row of
+``REPRODUCTION.md`` (:mod:`pyro_vae._reproduction`).
+
+    pv.recipes.reproduce("burda2015-1layer", "iwae:k=5", out="runs/iwae5", data_dir="/data")
+
+References:
+    1. Y. Burda, R. Grosse, R. Salakhutdinov. Importance weighted autoencoders.
+       ICLR 2016 (arXiv:1509.00519): Table 1, section 5 and appendix C.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import _defaults, data, objectives, schedules
+from ._reproduction import Reproduction, device_name, final_scores, write_results
+from ._run_folder import RunFolder
+from .registry import build_vae
+from .train import fit
+
+__all__ = ["Recipe", "RECIPES", "get", "names", "reproduce"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A published configuration.
+
+    Attributes:
+        name: the recipe's name (``pyro-vae reproduce NAME``).
+        reference: the paper, and where in it the figures stand.
+        model: the registry config of the network (:func:`pyro_vae.registry.build_vae`).
+        published: objective spec -> the paper's test −log p(x) in nats, for each
+            objective the recipe offers (``None``: the paper has no such row;
+            compared with ``compare_with`` instead).
+        compare_with: objective -> the published objective it is measured against.
+        default_objective: the objective when none is named.
+        train_split: the training data (the paper's 60,000 images: ``train+valid``).
+        epochs, batch_size, lr, lr_schedule, adam_betas, adam_eps: the optimisation.
+        eval_samples: K of the final test log p(x) (the paper's 5000).
+        eval_examples: test images of the final score (``None``: all 10,000).
+        test_every, test_samples, test_examples: the anytime curve (K and a
+            class-balanced subset of the test images), logged every N epochs.
+        notes: what differs from the paper, said plainly.
+    """
+
+    name: str
+    reference: str
+    model: dict[str, Any]
+    published: dict[str, float | None]
+    default_objective: str
+    compare_with: dict[str, str] = field(default_factory=dict)
+    dataset: str = "mnist"
+    train_split: str = "train+valid"
+    epochs: int = 3280
+    batch_size: int = 100
+    lr: float = 1e-3
+    lr_schedule: str = "burda2015"
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-4
+    eval_samples: int = 5000
+    eval_examples: int | None = None
+    test_every: int = 20
+    test_samples: int = 1000
+    test_examples: int = 1000
+    notes: str = ""
+
+    def paper_value(self, objective: str) -> tuple[float | None, str]:
+        """The published −log p(x) that ``objective`` is compared with, and its row's name."""
+        spec = objectives.parse(objective).label
+        if spec not in self.published:
+            raise ValueError(
+                f"recipe {self.name!r} has no objective {spec!r}; choose one of: "
+                f"{', '.join(self.published)}"
+            )
+        against = self.compare_with.get(spec, spec)
+        return self.published[against], against
+
+
+_MNIST = {"dataset": "mnist", "image_shape": [1, 28, 28], "binarization": "dynamic"}
+_PARTS = {"prior": "standard-normal", "guide": "diagonal-normal", "likelihood": "bernoulli"}
+_MLP = {"net": "mlp", "activation": "tanh", "scale": _defaults.LIKELIHOOD_SCALE}
+_MLP |= {"learn_scale": False}
+_BURDA = (
+    "Burda, Grosse & Salakhutdinov (2015), Importance weighted autoencoders, Table 1 "
+    "(MNIST, test −log p(x) with K = 5000)"
+)
+_BURDA_NOTES = (
+    "Dynamic binarisation, all 60,000 training images, no early stopping, as in the paper; "
+    "torch's default initialisation, not the paper's (Glorot & Bengio's heuristic)."
+)
+_ONE_LAYER = {**_MNIST, **_PARTS, **_MLP, "hidden": [200, 200], "latent_dim": 50}
+_TWO_LAYER = {**_ONE_LAYER, "latent_dim": 100, "layers": [[[200, 200], 100], [[100, 100], 50]]}
+
+RECIPES: dict[str, Recipe] = {
+    "burda2015-1layer": Recipe(
+        "burda2015-1layer",
+        _BURDA + ", one stochastic layer: 784-200-200-50, tanh",
+        _ONE_LAYER,
+        {
+            "elbo": 86.76,
+            "elbo:k=5": 86.47,
+            "elbo:k=50": 86.35,
+            "iwae:k=5": 85.54,
+            "iwae:k=50": 84.78,
+            "iwae-dreg:k=5": None,
+            "iwae-dreg:k=50": None,
+        },  # fmt: skip
+        "elbo",
+        compare_with={"iwae-dreg:k=5": "iwae:k=5", "iwae-dreg:k=50": "iwae:k=50"},
+        notes=_BURDA_NOTES,
+    ),
+    "burda2015-2layer": Recipe(
+        "burda2015-2layer",
+        _BURDA + ", two stochastic layers: 784-200-200-100-100-100-50, tanh",
+        _TWO_LAYER,
+        {
+            "elbo": 85.33,
+            "elbo:k=5": 85.01,
+            "elbo:k=50": 84.78,
+            "iwae:k=5": 83.89,
+            "iwae:k=50": 82.90,
+            "iwae-dreg:k=5": None,
+            "iwae-dreg:k=50": None,
+        },  # fmt: skip
+        "elbo",
+        compare_with={"iwae-dreg:k=5": "iwae:k=5", "iwae-dreg:k=50": "iwae:k=50"},
+        notes=_BURDA_NOTES,
+    ),
+}
+
+# The smoke test: the same recipe on the embedded digits, for a few seconds.
+_SMOKE = {
+    "dataset": "mnist5k", "train_split": "train", "epochs": 2, "eval_samples": 10,
+    "eval_examples": 100, "test_every": 1, "test_samples": 5, "test_examples": 50,
+}  # fmt: skip
+
+
+def names() -> tuple[str, ...]:
+    """The recipes' names."""
+    return tuple(RECIPES)
+
+
+def get(name: str) -> Recipe:
+    """The recipe called ``name``.
+
+    Raises:
+        ValueError: an unknown name; the message lists the known ones.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def reproduce(
+    name: str,
+    objective: str | None = None,
+    *,
+    out: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    device: str | torch.device | None = None,
+    table: str | os.PathLike | None = "REPRODUCTION.md",
+    smoke_test: bool = False,
+    progress: bool = True,
+) -> Reproduction:
+    """Trains recipe ``name`` with ``objective`` into the run folder ``out`` and scores it.
+
+    Arguments:
+        name: a recipe of :data:`RECIPES`.
+        objective: one of the recipe's objectives (default: its ``default_objective``).
+        out: the run folder.
+        data_dir: where full MNIST is (as ``pyro_vae.data.load``'s ``root``).
+        resume: continue the run in ``out`` (it must be of the same recipe and objective).
+        max_minutes: stop at the first checkpoint past this wall-clock budget; resume later.
+        device: ``"cpu"`` or ``"cuda"`` (default: the CPU).
+        table: the Markdown file that gets the run's row (``None``: none).
+        smoke_test: the recipe on the embedded ``mnist5k`` for 2 epochs with tiny
+            evaluations: checks the whole path in seconds; its row says so.
+        progress: print progress.
+
+    Returns:
+        the :class:`~pyro_vae._reproduction.Reproduction`: the history, and the final
+        scores once the run has trained all its epochs (``None`` before).
+
+    Raises:
+        ValueError: an unknown recipe or objective, a run of another recipe or
+            objective in ``out``, or bad data.
+        FileNotFoundError: full MNIST is not in ``data_dir`` and cannot be downloaded.
+    """
+    recipe = get(name)
+    objective = objectives.parse(objective or recipe.default_objective).label
+    recipe.paper_value(objective)  # refuses an objective the recipe does not offer
+    plan = _plan(recipe, smoke_test)
+    train = data.load(plan["dataset"], recipe.train_split if not smoke_test else "train",
+                      root=data_dir)  # fmt: skip
+    test = data.load(plan["dataset"], "test", binarize="static", root=data_dir)
+    anytime = data.subset_rows(plan["dataset"], "test", plan["test_examples"], root=data_dir)
+    # The recipe first: resuming under another one names it before any part of the model.
+    config = {"recipe": name, "smoke_test": smoke_test, **recipe.model, "dataset": plan["dataset"]}
+    folder = RunFolder(out)
+    with folder.lock():
+        torch.manual_seed(0)
+        vae = build_vae(config)
+        history = fit(
+            vae, train, objective=objective, epochs=plan["epochs"],
+            batch_size=recipe.batch_size, lr=recipe.lr, lr_schedule=recipe.lr_schedule,
+            adam_betas=recipe.adam_betas, adam_eps=recipe.adam_eps, binarize=True, seed=0,
+            device=device, out=out, resume=resume, config=config, test=test[anytime],
+            test_every=plan["test_every"], test_samples=plan["test_samples"],
+            max_minutes=max_minutes, progress=progress,
+        )  # fmt: skip
+        scores = None
+        if not history.out_of_time:
+            rows = data.subset_rows(plan["dataset"], "test", plan["eval_examples"], root=data_dir)
+            scores = final_scores(vae, test[rows], plan["eval_samples"], folder,
+                                  recompute=not history.nothing_to_do)  # fmt: skip
+        device_used = device_name(next(vae.parameters()).device)
+        result = Reproduction(
+            recipe, objective, history, scores, Path(out), smoke_test, plan, device_used
+        )
+        write_results(result, table)
+    return result
+
+
+def _plan(recipe: Recipe, smoke_test: bool) -> dict[str, Any]:
+    """The budget and protocol of a run: the recipe's, or the smoke test's."""
+    plan = {
+        "dataset": recipe.dataset, "epochs": recipe.epochs,
+        "eval_samples": recipe.eval_samples, "eval_examples": recipe.eval_examples,
+        "test_every": recipe.test_every, "test_samples": recipe.test_samples,
+        "test_examples": recipe.test_examples,
+    }  # fmt: skip
+    if smoke_test:
+        plan |= {k: v for k, v in _SMOKE.items() if k in plan}
+    schedule = schedules.parse(recipe.lr_schedule)
+    if not smoke_test and schedule.epochs is not None and schedule.epochs != recipe.epochs:
+        raise ValueError(  # a recipe whose schedule and budget disagree is a typo
+            f"recipe {recipe.name!r}: its schedule has {schedule.epochs} epochs, "
+            f"its budget {recipe.epochs}"
+        )
+    return plan

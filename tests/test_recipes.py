@@ -1,0 +1,103 @@
+"""Recipes: published configurations stated in full, reproduced on the embedded data in smoke mode,
+resumable, and written into REPRODUCTION.md."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import pyro_vae as pv
+from pyro_vae import cli, recipes, schedules
+from pyro_vae.registry import build_vae
+
+
+def test_burda2015_recipes_state_the_paper_s_setup():
+    for name in ("burda2015-1layer", "burda2015-2layer"):
+        r = recipes.get(name)
+        assert (r.epochs, r.batch_size, r.lr, r.adam_betas, r.adam_eps) == (
+            3280, 100, 1e-3, (0.9, 0.999), 1e-4,
+        )  # fmt: skip
+        assert schedules.parse(r.lr_schedule).epochs == r.epochs
+        assert (r.dataset, r.train_split, r.model["binarization"]) == (
+            "mnist",
+            "train+valid",
+            "dynamic",
+        )
+        assert (r.eval_samples, r.eval_examples) == (5000, None)  # K = 5000 on all test images
+    one = recipes.get("burda2015-1layer").published
+    assert (one["elbo"], one["iwae:k=5"], one["iwae:k=50"]) == (86.76, 85.54, 84.78)
+    two = recipes.get("burda2015-2layer").published
+    assert (two["elbo"], two["iwae:k=5"], two["iwae:k=50"]) == (85.33, 83.89, 82.90)
+
+
+def test_the_networks_are_the_paper_s():
+    vae = build_vae(recipes.get("burda2015-1layer").model)
+    widths = [m.out_features for m in vae.encoder.net.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [200, 200] and vae.latent_dim == 50
+    assert any(isinstance(m, torch.nn.Tanh) for m in vae.modules())
+    two = build_vae(recipes.get("burda2015-2layer").model)
+    assert isinstance(two, pv.HierarchicalVAE) and two.latent_dims == (100, 50)
+
+
+def test_names_and_objectives_are_checked():
+    with pytest.raises(ValueError, match="unknown recipe 'burda'; choose one of: burda2015-1layer"):
+        recipes.get("burda")
+    with pytest.raises(ValueError, match="has no objective 'iwae:k=3'; choose one of: elbo"):
+        recipes.reproduce("burda2015-1layer", "iwae:k=3", out="unused", smoke_test=True)
+
+
+@pytest.mark.parametrize("name", recipes.names())
+def test_each_recipe_runs_in_smoke_mode_and_writes_its_row(name, tmp_path):
+    table = tmp_path / "REPRODUCTION.md"
+    result = recipes.reproduce(
+        name, "iwae:k=5", out=tmp_path / "run", smoke_test=True, table=table, progress=False
+    )
+    assert len(result.history.rows) == 2 and result.scores["num_samples"] == 10
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["nll"] > 0
+    assert (tmp_path / "run" / "reproduction.png").read_bytes()[:4] == b"\x89PNG"
+    rows = [line for line in table.read_text().splitlines() if line.startswith(f"| {name}")]
+    assert len(rows) == 1 and "iwae:k=5 (smoke test)" in rows[0] and "| 2 of 2 |" in rows[0]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["recipe"], config["lr_schedule"], config["adam_eps"]) == (
+        name,
+        "burda2015",
+        1e-4,
+    )
+
+
+def test_an_interrupted_recipe_run_resumes_exactly_and_refuses_another_recipe(tmp_path):
+    table = tmp_path / "REPRODUCTION.md"
+    kwargs = {"smoke_test": True, "table": table, "progress": False}
+    straight = recipes.reproduce("burda2015-1layer", "elbo", out=tmp_path / "a", **kwargs)
+    cut = recipes.reproduce(
+        "burda2015-1layer", "elbo", out=tmp_path / "b", max_minutes=1e-9, **kwargs
+    )
+    assert cut.history.out_of_time and cut.scores is None
+    assert "(in progress) |" in table.read_text() or "| in progress |" in table.read_text()
+    with pytest.raises(ValueError, match="trained with recipe 'burda2015-1layer', got"):
+        recipes.reproduce("burda2015-2layer", "elbo", out=tmp_path / "b", resume=True, **kwargs)
+    with pytest.raises(ValueError, match="trained with objective elbo"):
+        recipes.reproduce("burda2015-1layer", "iwae:k=5", out=tmp_path / "b", resume=True, **kwargs)
+    done = recipes.reproduce("burda2015-1layer", "elbo", out=tmp_path / "b", resume=True, **kwargs)
+    for column in ("epoch", "train_loss", "test_log_likelihood"):
+        assert done.history.column(column) == straight.history.column(column), column
+    a = pv.checkpoints.load(tmp_path / "a" / "checkpoint.pt")["params"]
+    b = pv.checkpoints.load(tmp_path / "b" / "checkpoint.pt")["params"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert done.scores == straight.scores | {"seconds": done.scores["seconds"]}
+
+
+def test_the_command_line_reproduces_and_names_unknown_recipes(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["reproduce", "nope"])
+    assert exit_.value.code == 2
+    assert "choose from 'burda2015-1layer', 'burda2015-2layer'" in capsys.readouterr().err
+    argv = ["reproduce", "burda2015-1layer", "--smoke-test", "--no-progress"]
+    argv += ["--out", str(tmp_path / "run"), "--table", str(tmp_path / "R.md")]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "test −log p(x)" in out and "(paper, elbo: 86.76)" in out
+    assert cli.main([*argv, "--objective", "iwae:k=5", "--resume"]) == 2
+    assert "trained with objective elbo" in capsys.readouterr().err
