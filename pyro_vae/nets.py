@@ -24,7 +24,14 @@ from torch import nn
 
 from ._checks import check_activation, check_net_input, check_positive_int, check_shape, check_sizes
 
-__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "RecurrentEncoder", "RecurrentDecoder"]
+__all__ = [
+    "MLP",
+    "GatedLinear",
+    "ConvEncoder",
+    "ConvDecoder",
+    "RecurrentEncoder",
+    "RecurrentDecoder",
+]
 
 Activation = Callable[[], nn.Module]
 
@@ -44,6 +51,8 @@ class MLP(nn.Module):
         hidden: sizes of the hidden layers (may be empty when ``out_features`` is set).
         out_features: size of a final linear layer, or ``None`` for none.
         activation: constructor of the nonlinearity between layers.
+        gated: make each hidden layer a :class:`GatedLinear` unit instead of a linear
+            layer and ``activation`` (the VampPrior paper's networks).
 
     Shapes:
         ``(*batch, in_features) -> (*batch, out_features)``.
@@ -60,10 +69,13 @@ class MLP(nn.Module):
         hidden: Sequence[int],
         out_features: int | None = None,
         activation: Activation = nn.ReLU,
+        gated: bool = False,
     ) -> None:
         super().__init__()
         check_positive_int("in_features", in_features)
         hidden = check_sizes("hidden", hidden, allow_empty=True)
+        if not isinstance(gated, bool):
+            raise TypeError(f"gated must be True or False, got {gated!r}")
         if out_features is not None:
             check_positive_int("out_features", out_features)
         elif not hidden:
@@ -72,7 +84,7 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
-            layers += [nn.Linear(width, h), activation()]
+            layers += [GatedLinear(width, h)] if gated else [nn.Linear(width, h), activation()]
             width = h
         if out_features is not None:
             layers.append(nn.Linear(width, out_features))
@@ -83,6 +95,30 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(check_net_input(self, x, self.in_features))
+
+
+class GatedLinear(nn.Module):
+    """A gated linear unit: h = (W x + b) ⊙ σ(V x + c) (Dauphin et al. 2017).
+
+    The hidden layer of the VampPrior paper's networks (its ``GatedDense``). The
+    gate σ(V x + c) never saturates the path W x + b, unlike tanh.
+
+    Shapes:
+        ``(*batch, in_features) -> (*batch, out_features)``.
+
+    References:
+        1. Y. N. Dauphin, A. Fan, M. Auli, D. Grangier. Language modeling with gated
+           convolutional networks. ICML 2017.
+        2. J. M. Tomczak, M. Welling. VAE with a VampPrior. AISTATS 2018.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.value = nn.Linear(in_features, out_features)
+        self.gate = nn.Linear(in_features, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value(x) * torch.sigmoid(self.gate(x))
 
 
 def _cell(cell: str) -> type[nn.RNNBase]:

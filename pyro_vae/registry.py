@@ -34,7 +34,8 @@ __all__ = [
 LIKELIHOODS = ("bernoulli", "continuous-bernoulli", "gaussian", "laplace", "discretized-logistic")
 NETS = ("mlp", "conv")
 BINARIZE = ("dynamic", "static", "none")
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+# "gated": gated linear units (nets.GatedLinear) instead of a nonlinearity after each layer.
+ACTIVATIONS: dict[str, type[nn.Module] | None] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gated": None}
 PRIORS = ("standard-normal", "learned-normal", "mixture", "vamp", "flow")
 GUIDES = ("diagonal-normal", "full-normal", "iaf", "coupling")
 # What `train` saves in a run's config, and `evaluate` and `sample` rebuild the model from.
@@ -104,7 +105,8 @@ def build_vae(config: dict[str, Any]) -> VAE:
     Gaussian, Laplace and discretized-logistic likelihoods ``scale`` and ``learn_scale``;
     optionally ``num_flows`` (flow guides and prior, default 2), ``components``
     (mixture components, default 10, or VampPrior pseudo-inputs, default 500),
-    ``activation`` of the MLPs (``relu``, the default, or ``tanh``) and ``layers``,
+    ``activation`` of the MLPs (``relu``, the default, ``tanh``, or ``gated`` for gated
+    linear units, :class:`~pyro_vae.nets.GatedLinear`) and ``layers``,
     the stochastic layers of a :class:`~pyro_vae.HierarchicalVAE` bottom-up as
     ``[[hidden widths, latent size], ...]`` (with the standard-normal prior, the
     diagonal-normal guide, the Bernoulli likelihood and MLPs).
@@ -117,13 +119,16 @@ def build_vae(config: dict[str, Any]) -> VAE:
     check_run_config(config, RUN_KEYS, choices)
     latent, shape = int(config["latent_dim"]), tuple(config["image_shape"])
     size = math.prod(shape)
-    activation = ACTIVATIONS[config.get("activation") or "relu"]
+    name = config.get("activation") or "relu"
+    mlp = {"activation": ACTIVATIONS[name] or nn.ReLU, "gated": name == "gated"}
     if config.get("layers"):
-        return _hierarchical(config, size, activation)
+        if mlp["gated"]:
+            raise ValueError("config['layers'] builds tanh or relu MLPs, not gated ones")
+        return _hierarchical(config, size, mlp["activation"])
     if config["net"] == "mlp":
         hidden = list(config["hidden"])
-        encoder = nets.MLP(size, hidden, activation=activation)
-        decoder = nets.MLP(latent, hidden[::-1], size, activation=activation)
+        encoder = nets.MLP(size, hidden, **mlp)
+        decoder = nets.MLP(latent, hidden[::-1], size, **mlp)
     else:
         encoder, decoder = nets.ConvEncoder(shape), nets.ConvDecoder(latent, shape)
     guide = _guide(config, encoder, latent)
