@@ -16,6 +16,7 @@ from ._cli_types import (
     positive_int,
     refuse_option,
     seed,
+    validated_by,
 )
 from ._fit_settings import ON_NONFINITE
 from .compare import DEFAULT_OBJECTIVES
@@ -73,20 +74,8 @@ def _add_eval(p: argparse.ArgumentParser, num_samples: int, what: str = "test ex
     )
 
 
-def _objective_spec(text: str) -> str:
-    try:
-        objectives.parse(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
-def _objective_list(text: str) -> str:
-    try:
-        objectives.parse_list(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+_objective_spec = validated_by(objectives.parse)
+_objective_list = validated_by(objectives.parse_list)
 
 
 def _add_model(

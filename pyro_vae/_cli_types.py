@@ -28,6 +28,7 @@ __all__ = [
     "refuse_option",
     "lr_schedule",
     "adam_betas",
+    "validated_by",
 ]
 
 
@@ -145,13 +146,22 @@ def refuse_option(p: argparse.ArgumentParser, option: str, instead: str) -> None
     p.add_argument(option, action=_Refused, instead=instead, default=None)
 
 
-def lr_schedule(text: str) -> str:
-    """A learning-rate schedule spec that :func:`pyro_vae.schedules.parse` reads."""
-    try:
-        schedules.parse(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+def validated_by(check: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type that keeps the text once ``check(text)`` accepts it; the
+    ``ValueError`` that ``check`` raises is the option's one-line error."""
+
+    def parse(text: str) -> str:
+        try:
+            check(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+
+    return parse
+
+
+# A learning-rate schedule spec that pyro_vae.schedules.parse reads.
+lr_schedule = validated_by(schedules.parse)
 
 
 def adam_betas(text: str) -> tuple[float, float]:
