@@ -1,11 +1,13 @@
-"""The ``pyro-vae`` command: train, evaluate, sample, compare and look inside trained VAEs.
+"""The ``pyro-vae`` command: train, evaluate, sample, compare, reproduce papers, look inside VAEs.
 
-Names map to constructors in :mod:`pyro_vae._cli_runs` and nowhere else. A run folder holds
+Names map to constructors in :mod:`pyro_vae.registry` and nowhere else. A run folder holds
 ``config.json`` (the names and sizes the model was built from), ``log.csv``,
 ``checkpoint.pt``, ``best.pt``, ``metrics.json`` and the figures; ``evaluate``,
 ``sample`` and the commands of :mod:`pyro_vae._cli_analysis` (``plot``, ``gaps``,
 ``anomaly``, ``denoise``) rebuild the model from a checkpoint's config. Bad arguments get
-one line on stderr and exit code 2.
+one line on stderr and exit code 2. ``train --resume`` continues the run saved in
+``--out`` with the settings it was saved with (:mod:`pyro_vae._cli_resume`);
+``reproduce`` trains a published recipe (:mod:`pyro_vae._cli_reproduce`).
 
 ``train`` and ``evaluate`` also run under ``torchrun`` (:mod:`pyro_vae.distributed`):
 training is data-parallel, evaluation is split between the processes and gathered,
