@@ -79,7 +79,8 @@ def test_a_scheduled_run_resumes_exactly(tmp_path):
     straight, resumed = _twins()
     _fit(tmp_path / "a", straight, epochs=5, lr=0.01, lr_schedule=spec)
     _fit(tmp_path / "b", resumed, epochs=2, lr=0.01, lr_schedule=spec)
-    _fit(tmp_path / "b", resumed, epochs=5, resume=True)
+    history = _fit(tmp_path / "b", resumed, epochs=5, resume=True)
+    assert len(history.rows) == 5
     _same(straight, resumed)
 
 
