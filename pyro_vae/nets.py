@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ._checks import check_activation, check_net_input, check_positive_int, check_shape, check_sizes
+from ._gated import GatedLinear
 
 __all__ = [
     "MLP",
@@ -95,30 +96,6 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(check_net_input(self, x, self.in_features))
-
-
-class GatedLinear(nn.Module):
-    """A gated linear unit: h = (W x + b) ⊙ σ(V x + c) (Dauphin et al. 2017).
-
-    The hidden layer of the VampPrior paper's networks (its ``GatedDense``). The
-    gate σ(V x + c) never saturates the path W x + b, unlike tanh.
-
-    Shapes:
-        ``(*batch, in_features) -> (*batch, out_features)``.
-
-    References:
-        1. Y. N. Dauphin, A. Fan, M. Auli, D. Grangier. Language modeling with gated
-           convolutional networks. ICML 2017.
-        2. J. M. Tomczak, M. Welling. VAE with a VampPrior. AISTATS 2018.
-    """
-
-    def __init__(self, in_features: int, out_features: int) -> None:
-        super().__init__()
-        self.value = nn.Linear(in_features, out_features)
-        self.gate = nn.Linear(in_features, out_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.value(x) * torch.sigmoid(self.gate(x))
 
 
 def _cell(cell: str) -> type[nn.RNNBase]:
