@@ -3,8 +3,8 @@
 The public names are re-exported here explicitly; the modules ``priors``,
 ``guides``, ``likelihoods``, ``nets``, ``objectives``, ``estimators``,
 ``evaluate``, ``gradients``, ``latent``, ``gaps``, ``applications``, ``sweep``, ``data``,
-``distributed``, ``registry`` and ``plots`` are reached as attributes
-(``pv.priors.StandardNormal``).
+``distributed``, ``registry``, ``init``, ``recipes``, ``schedules`` and ``plots`` are
+reached as attributes (``pv.priors.StandardNormal``).
 """
 
 from . import (
@@ -17,13 +17,16 @@ from . import (
     gaps,
     gradients,
     guides,
+    init,
     latent,
     likelihoods,
     nets,
     objectives,
     plots,
     priors,
+    recipes,
     registry,
+    schedules,
     sweep,
 )
 from ._run_folder import RunFolderLocked
@@ -60,5 +63,8 @@ __all__ = [
     "applications",
     "gaps",
     "sweep",
+    "init",
+    "recipes",
+    "schedules",
 ]
 __version__ = "0.1.0"

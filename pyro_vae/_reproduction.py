@@ -139,7 +139,7 @@ def write_results(result: Reproduction, table: str | Path | None) -> None:
     rows.sort(key=lambda r: (r["recipe"], r["objective"], r["device"]))
     lines = [_HEADER, "| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
     lines += ["| " + " | ".join(r[c] for c in _COLUMNS) + " |" for r in rows]
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n" + _after_table(table)
     table.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(table, lambda f: f.write(text.encode()))
 
@@ -184,6 +184,20 @@ def _row(
 
 def _key(row: dict[str, str]) -> tuple[str, str, str]:
     return row["recipe"], row["objective"], row["device"]
+
+
+def _after_table(table: Path) -> str:
+    """What an existing file holds after its table (notes written by hand), kept as it is."""
+    if not table.exists():
+        return ""
+    lines = table.read_text().splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.startswith("| recipe |")]
+    if not starts:
+        return ""
+    end = starts[0]
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return "".join(lines[end:])
 
 
 def _read_rows(table: Path) -> list[dict[str, str]]:

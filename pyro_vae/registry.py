@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from . import _defaults, data, guides, likelihoods, nets, priors
+from . import _defaults, data, guides, init, likelihoods, nets, priors
 from ._checks import check_number, check_positive_int, check_shape, check_sizes
 from .vae import VAE, HierarchicalVAE
 
@@ -109,7 +109,9 @@ def build_vae(config: dict[str, Any]) -> VAE:
     linear units, :class:`~pyro_vae.nets.GatedLinear`) and ``layers``,
     the stochastic layers of a :class:`~pyro_vae.HierarchicalVAE` bottom-up as
     ``[[hidden widths, latent size], ...]`` (with the standard-normal prior, the
-    diagonal-normal guide, the Bernoulli likelihood and MLPs).
+    diagonal-normal guide, the Bernoulli likelihood and MLPs), and ``init``: ``default``
+    (torch's initialisation) or ``glorot`` (Glorot-uniform weights and zero biases in
+    every linear layer, :func:`pyro_vae.init.glorot_`, as the IWAE paper's code).
 
     Raises:
         TypeError, ValueError: a key is missing or has a value of the wrong type or range.
@@ -124,7 +126,7 @@ def build_vae(config: dict[str, Any]) -> VAE:
     if config.get("layers"):
         if mlp["gated"]:
             raise ValueError("config['layers'] builds tanh or relu MLPs, not gated ones")
-        return _hierarchical(config, size, mlp["activation"])
+        return _initialised(config, _hierarchical(config, size, mlp["activation"]))
     if config["net"] == "mlp":
         hidden = list(config["hidden"])
         encoder = nets.MLP(size, hidden, **mlp)
@@ -132,7 +134,15 @@ def build_vae(config: dict[str, Any]) -> VAE:
     else:
         encoder, decoder = nets.ConvEncoder(shape), nets.ConvDecoder(latent, shape)
     guide = _guide(config, encoder, latent)
-    return VAE(_prior(config, guide, latent), _likelihood(config, decoder), guide)
+    vae = VAE(_prior(config, guide, latent), _likelihood(config, decoder), guide)
+    return _initialised(config, vae)
+
+
+def _initialised(config: dict[str, Any], vae: VAE) -> VAE:
+    """``vae`` with the initialisation ``config["init"]`` names (torch's own by default)."""
+    if config.get("init", "default") == "glorot":
+        init.glorot_(vae)
+    return vae
 
 
 def _hierarchical(config: dict[str, Any], size: int, activation: type[nn.Module]) -> VAE:
@@ -197,6 +207,9 @@ def check_run_config(
         )
     if config.get("layers") is not None:
         _check_layers(config["layers"])
+    if config.get("init", "default") not in init.INITS:
+        names = ", ".join(init.INITS)
+        raise ValueError(f"config['init'] must be one of {names}, got {config['init']!r}")
     return config
 
 

@@ -18,8 +18,10 @@ def test_burda2015_recipes_state_the_paper_s_setup():
     for name in ("burda2015-1layer", "burda2015-2layer"):
         r = recipes.get(name)
         assert (r.epochs, r.batch_size, r.lr, r.adam_betas, r.adam_eps) == (
-            3280, 100, 1e-3, (0.9, 0.999), 1e-4,
+            3280, 20, 1e-3, (0.9, 0.999), 1e-4,
         )  # fmt: skip
+        # the paper's code starts from Glorot-uniform weights and a data-mean output bias
+        assert r.model["init"] == "glorot" and r.output_bias_from_data
         assert schedules.parse(r.lr_schedule).epochs == r.epochs
         assert (r.dataset, r.train_split, r.model["binarization"]) == (
             "mnist",
@@ -40,6 +42,35 @@ def test_the_networks_are_the_paper_s():
     assert any(isinstance(m, torch.nn.Tanh) for m in vae.modules())
     two = build_vae(recipes.get("burda2015-2layer").model)
     assert isinstance(two, pv.HierarchicalVAE) and two.latent_dims == (100, 50)
+
+
+def test_a_burda_run_starts_from_the_paper_s_initialisation(tmp_path, monkeypatch):
+    started = {}
+
+    def spy(vae, train, **kwargs):  # the model as fit receives it, before any step
+        started["vae"], started["train"] = vae, train
+        started["params"] = {k: v.clone() for k, v in vae.state_dict().items()}
+        return fit(vae, train, **kwargs)
+
+    fit = recipes.fit
+    monkeypatch.setattr(recipes, "fit", spy)
+    recipes.reproduce(
+        "burda2015-1layer", out=tmp_path / "run", smoke_test=True, table=None, progress=False
+    )
+    vae, params = started["vae"], started["params"]
+    output = [m for m in vae.likelihood.net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    for name, m in vae.named_modules():
+        if isinstance(m, torch.nn.Linear):
+            bound = (6 / (m.in_features + m.out_features)) ** 0.5  # Glorot & Bengio, uniform
+            assert params[name + ".weight"].abs().max() <= bound
+            if m is not output:
+                assert float(params[name + ".bias"].abs().max()) == 0.0
+    mean = started["train"].flatten(1).mean(0).clamp(1e-3, 1 - 1e-3)
+    output_name = next(n for n, m in vae.named_modules() if m is output)
+    torch.testing.assert_close(params[output_name + ".bias"], torch.logit(mean))
+    vamp = build_vae(recipes.get("vampprior2018").model)  # the VampPrior recipe keeps torch's
+    linears = [m for m in vamp.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(float(m.bias.detach().abs().max()) > 0 for m in linears)
 
 
 def test_names_and_objectives_are_checked():
@@ -65,6 +96,18 @@ def test_each_recipe_runs_in_smoke_mode_and_writes_its_row(name, tmp_path):
     recipe = recipes.get(name)
     settings = (config["recipe"], config["lr_schedule"], config["adam_eps"], config["lr"])
     assert settings == (name, recipe.lr_schedule, recipe.adam_eps, recipe.lr)
+
+
+def test_a_new_row_keeps_the_notes_written_below_the_table(tmp_path):
+    table = tmp_path / "REPRODUCTION.md"
+    kwargs = {"smoke_test": True, "table": table, "progress": False}
+    recipes.reproduce("burda2015-1layer", "elbo", out=tmp_path / "a", **kwargs)
+    notes = "\n## Notes\n\n- the batch-100 run stopped at 1678 epochs.\n"
+    table.write_text(table.read_text() + notes)
+    recipes.reproduce("burda2015-1layer", "iwae:k=5", out=tmp_path / "b", **kwargs)
+    text = table.read_text()
+    assert text.endswith(notes) and text.count("(smoke test)") == 2
+    assert text.index("iwae:k=5 (smoke test)") < text.index("## Notes")
 
 
 def test_an_interrupted_recipe_run_resumes_exactly_and_refuses_another_recipe(tmp_path):

@@ -294,6 +294,14 @@ def test_fit_takes_the_steps_of_svi_with_pyro_optim_adam():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_the_adam_of_a_cpu_run_is_torch_s_fused_kernel():
+    """The previous test holds it to pyro.optim.Adam's steps; fused is the faster kernel."""
+    vae, x = small_vae(), binary_data(8)
+    trainer = Trainer(vae.model, vae.guide, pv.objectives.make(), lr=0.01, vae=vae)
+    trainer.prepare(x)
+    assert trainer.optimizer.defaults["fused"] is True
+
+
 def test_an_older_checkpoint_s_per_parameter_adam_state_is_converted():
     vae, x = small_vae(), binary_data(8)
     svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 0.01}), pv.objectives.make())
