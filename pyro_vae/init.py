@@ -1,4 +1,4 @@
-"""Initialisations from the papers: Glorot-uniform weights and a data-mean output bias.
+"""Initialisations from the papers: Glorot-uniform or He-normal weights, a data-mean output bias.
 
 Burda et al.'s code (the IWAE paper's Table 1) starts every linear layer at
 W ~ U(−a, a), a = sqrt(6 / (n_in + n_out)) (Glorot & Bengio 2010, gain 1, for tanh
@@ -6,13 +6,17 @@ layers) with zero biases, and the decoder's output bias at the logit of the mean
 training image, b_i = logit(clip(x̄_i, 0.001, 0.999)), so that the first decoder
 already predicts each pixel's average and the early epochs are not spent learning it.
 
+The VampPrior paper's code (github.com/jmtomczak/vae_vampprior) draws every linear
+layer's weights from N(0, 2 / n_in) (He et al. 2015) and keeps torch's biases.
+
     pv.init.glorot_(vae)
     pv.init.output_bias_from_data_(vae, train)
 
 References:
     1. X. Glorot, Y. Bengio. Understanding the difficulty of training deep feedforward
        neural networks. AISTATS 2010.
-    2. Y. Burda, R. Grosse, R. Salakhutdinov. Importance weighted autoencoders. ICLR 2016
+    2. K. He, X. Zhang, S. Ren, J. Sun. Delving deep into rectifiers. ICCV 2015.
+    3. Y. Burda, R. Grosse, R. Salakhutdinov. Importance weighted autoencoders. ICLR 2016
        (arXiv:1509.00519), and its code, github.com/yburda/iwae.
 """
 
@@ -24,10 +28,17 @@ from torch import nn
 from ._checks import check_data
 from .likelihoods import Bernoulli
 
-__all__ = ["INITS", "glorot_", "output_bias_from_data_"]
+__all__ = ["INITS", "glorot_", "he_", "output_bias_from_data_"]
 
 # The names a run's config may give as ``init`` (registry.build_vae).
-INITS = ("default", "glorot")
+INITS = ("default", "glorot", "he")
+
+
+def _linears(module: nn.Module, caller: str) -> list[nn.Linear]:
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{caller}: {type(module).__name__} holds no nn.Linear layer")
+    return linears
 
 
 @torch.no_grad()
@@ -42,13 +53,25 @@ def glorot_(module: nn.Module) -> nn.Module:
     Raises:
         ValueError: ``module`` holds no linear layer (nothing would change).
     """
-    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError(f"glorot_: {type(module).__name__} holds no nn.Linear layer")
-    for layer in linears:
+    for layer in _linears(module, "glorot_"):
         nn.init.xavier_uniform_(layer.weight)
         if layer.bias is not None:
             layer.bias.zero_()
+    return module
+
+
+@torch.no_grad()
+def he_(module: nn.Module) -> nn.Module:
+    """He-normal weights, W ~ N(0, 2 / n_in), for every ``nn.Linear``; biases are kept.
+
+    Returns:
+        ``module``, changed in place.
+
+    Raises:
+        ValueError: ``module`` holds no linear layer.
+    """
+    for layer in _linears(module, "he_"):
+        layer.weight.normal_(0.0, (2.0 / layer.in_features) ** 0.5)
     return module
 
 

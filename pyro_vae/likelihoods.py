@@ -135,8 +135,14 @@ class Bernoulli(Likelihood):
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         logits = self._params(z, x)
-        nll = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
-        return -nll.flatten(z.dim() - 1).sum(-1)  # negated after the sum: one pass fewer
+        if logits.requires_grad:  # training: BCE's backward is one fused kernel
+            nll = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+            return -nll.flatten(z.dim() - 1).sum(-1)  # negated after the sum: one pass fewer
+        # Without gradients (evaluation), Σ x ℓ − Σ softplus(ℓ): the same value, exact for
+        # any x, without BCE's expanded copy of x and its intermediate arrays.
+        flat = logits.flatten(z.dim() - 1)
+        events = logits.dim() - (z.dim() - 1)
+        return (flat * x.flatten(x.dim() - events)).sum(-1) - F.softplus(flat).sum(-1)
 
 
 class ContinuousBernoulli(Likelihood):

@@ -110,8 +110,9 @@ def build_vae(config: dict[str, Any]) -> VAE:
     the stochastic layers of a :class:`~pyro_vae.HierarchicalVAE` bottom-up as
     ``[[hidden widths, latent size], ...]`` (with the standard-normal prior, the
     diagonal-normal guide, the Bernoulli likelihood and MLPs), and ``init``: ``default``
-    (torch's initialisation) or ``glorot`` (Glorot-uniform weights and zero biases in
-    every linear layer, :func:`pyro_vae.init.glorot_`, as the IWAE paper's code).
+    (torch's initialisation), ``glorot`` (Glorot-uniform weights and zero biases in
+    every linear layer, :func:`pyro_vae.init.glorot_`, as the IWAE paper's code) or
+    ``he`` (He-normal weights, :func:`pyro_vae.init.he_`, as the VampPrior paper's code).
 
     Raises:
         TypeError, ValueError: a key is missing or has a value of the wrong type or range.
@@ -140,8 +141,9 @@ def build_vae(config: dict[str, Any]) -> VAE:
 
 def _initialised(config: dict[str, Any], vae: VAE) -> VAE:
     """``vae`` with the initialisation ``config["init"]`` names (torch's own by default)."""
-    if config.get("init", "default") == "glorot":
-        init.glorot_(vae)
+    name = config.get("init", "default")
+    if name != "default":
+        {"glorot": init.glorot_, "he": init.he_}[name](vae)
     return vae
 
 

@@ -30,9 +30,20 @@ def test_glorot_draws_within_the_bound_with_the_right_spread_and_zero_biases():
         assert torch.all(layer.bias == 0)
 
 
-def test_glorot_refuses_a_module_without_linear_layers():
-    with pytest.raises(ValueError, match="Tanh holds no nn.Linear layer"):
-        pv.init.glorot_(nn.Tanh())
+def test_he_draws_normal_weights_of_variance_two_over_fan_in_and_keeps_biases():
+    torch.manual_seed(0)
+    layer = nn.Linear(400, 300)
+    bias = layer.bias.detach().clone()
+    pv.init.he_(layer)
+    assert abs(layer.weight.var().item() / (2 / 400) - 1) < 0.05
+    assert abs(layer.weight.mean().item()) < 3 * (2 / 400 / layer.weight.numel()) ** 0.5
+    assert torch.equal(layer.bias, bias)
+
+
+@pytest.mark.parametrize("init", [pv.init.glorot_, pv.init.he_])
+def test_an_init_refuses_a_module_without_linear_layers(init):
+    with pytest.raises(ValueError, match=f"{init.__name__}: Tanh holds no nn.Linear layer"):
+        init(nn.Tanh())
 
 
 def test_the_output_bias_is_the_logit_of_each_pixel_s_mean():
@@ -72,5 +83,5 @@ def test_a_run_config_names_its_initialisation():
     torch.manual_seed(0)
     default = build_vae(config)
     assert any(torch.any(m.bias != 0) for m in default.modules() if isinstance(m, nn.Linear))
-    with pytest.raises(ValueError, match=r"config\['init'\] must be one of default, glorot, got"):
+    with pytest.raises(ValueError, match=r"\['init'\] must be one of default, glorot, he, got"):
         build_vae({**config, "init": "he"})
