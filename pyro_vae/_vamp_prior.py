@@ -100,9 +100,10 @@ class VampPrior(Prior):
         self.pseudo_inputs = nn.Parameter(init.detach().clone().to(torch.get_default_dtype()))
         if any(isinstance(m, nn.Tanh) for m in guide.modules()):
             warnings.warn(
-                "a VampPrior on a guide with tanh units tends to collapse (the encoder learns "
-                "to ignore x; measured in tests/test_recipes.py): use ReLU or gated units "
-                "(nets.MLP(..., gated=True))",
+                "a VampPrior on a guide with tanh units tends to collapse from torch's default "
+                "initialisation (the encoder learns to ignore x; measured in "
+                "tests/test_recipes.py): start from He-normal weights (pyro_vae.init.he_, as "
+                "the VampPrior paper's code) or use ReLU or gated units",
                 stacklevel=2,
             )
 

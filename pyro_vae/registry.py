@@ -10,6 +10,7 @@ run in Python.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -93,7 +94,10 @@ def _prior(config: dict[str, Any], guide: guides.Guide, latent: int) -> priors.P
     if name == "mixture":
         return priors.MixtureOfGaussians(latent, num_components=mixture)
     if name == "vamp":
-        return priors.VampPrior(guide, num_pseudo_inputs=pseudo_inputs)
+        with warnings.catch_warnings():
+            if config.get("init") == "he":  # the initialisation that keeps tanh units alive
+                warnings.filterwarnings("ignore", "a VampPrior on a guide with tanh units")
+            return priors.VampPrior(guide, num_pseudo_inputs=pseudo_inputs)
     return priors.FlowPrior(latent, num_flows=int(config.get("num_flows") or _defaults.NUM_FLOWS))
 
 
