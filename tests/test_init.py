@@ -84,4 +84,4 @@ def test_a_run_config_names_its_initialisation():
     default = build_vae(config)
     assert any(torch.any(m.bias != 0) for m in default.modules() if isinstance(m, nn.Linear))
     with pytest.raises(ValueError, match=r"\['init'\] must be one of default, glorot, he, got"):
-        build_vae({**config, "init": "he"})
+        build_vae({**config, "init": "orthogonal"})
