@@ -159,7 +159,9 @@ def _row(
         ours = f"{-curve[-1]:.2f} (in progress)" if curve else "in progress"
         images = mc = "–"
     objective = result.objective + (" (smoke test)" if result.smoke_test else "")
-    copy = table.parent / "reproduction" / f"{result.recipe.name}_{result.objective}.png"
+    # "iwae:k=5" -> "iwae_k-5": no ':' (not allowed in Windows file names) or '=' in links
+    name = result.objective.replace(":", "_").replace("=", "-")
+    copy = table.parent / "reproduction" / f"{result.recipe.name}_{name}.png"
     if figure.exists() and not result.smoke_test:
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(figure, copy)
