@@ -22,6 +22,8 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -29,9 +31,6 @@ from ._checks import check_data
 from .likelihoods import Bernoulli
 
 __all__ = ["INITS", "glorot_", "he_", "output_bias_from_data_"]
-
-# The names a run's config may give as ``init`` (registry.build_vae).
-INITS = ("default", "glorot", "he")
 
 
 def _linears(module: nn.Module, caller: str) -> list[nn.Linear]:
@@ -73,6 +72,12 @@ def he_(module: nn.Module) -> nn.Module:
     for layer in _linears(module, "he_"):
         layer.weight.normal_(0.0, (2.0 / layer.in_features) ** 0.5)
     return module
+
+
+# The names a run's config may give as ``init`` (registry.build_vae); "default": torch's own.
+INITS: dict[str, Callable[[nn.Module], nn.Module] | None] = {
+    "default": None, "glorot": glorot_, "he": he_,
+}  # fmt: skip
 
 
 @torch.no_grad()

@@ -25,14 +25,8 @@ from torch import nn
 from ._checks import check_activation, check_net_input, check_positive_int, check_shape, check_sizes
 from ._gated import GatedLinear
 
-__all__ = [
-    "MLP",
-    "GatedLinear",
-    "ConvEncoder",
-    "ConvDecoder",
-    "RecurrentEncoder",
-    "RecurrentDecoder",
-]
+__all__ = ["MLP", "GatedLinear", "ConvEncoder", "ConvDecoder"]
+__all__ += ["RecurrentEncoder", "RecurrentDecoder"]
 
 Activation = Callable[[], nn.Module]
 

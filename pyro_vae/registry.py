@@ -145,9 +145,9 @@ def build_vae(config: dict[str, Any]) -> VAE:
 
 def _initialised(config: dict[str, Any], vae: VAE) -> VAE:
     """``vae`` with the initialisation ``config["init"]`` names (torch's own by default)."""
-    name = config.get("init", "default")
-    if name != "default":
-        {"glorot": init.glorot_, "he": init.he_}[name](vae)
+    initialise = init.INITS[config.get("init", "default")]
+    if initialise is not None:
+        initialise(vae)
     return vae
 
 
