@@ -139,10 +139,16 @@ class Bernoulli(Likelihood):
             nll = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
             return -nll.flatten(z.dim() - 1).sum(-1)  # negated after the sum: one pass fewer
         # Without gradients (evaluation), Σ x ℓ − Σ softplus(ℓ): the same value, exact for
-        # any x, without BCE's expanded copy of x and its intermediate arrays.
+        # any x, without BCE's expanded copy of x and its intermediate arrays. einsum takes
+        # Σ x ℓ as a batched matrix product, with no (K, B, D) product in memory.
         flat = logits.flatten(z.dim() - 1)
         events = logits.dim() - (z.dim() - 1)
-        return (flat * x.flatten(x.dim() - events)).sum(-1) - F.softplus(flat).sum(-1)
+        flat_x = x.flatten(x.dim() - events)
+        if flat_x.dim() == 2 and flat_x.shape == flat.shape[-2:]:
+            dot = torch.einsum("...bd,bd->...b", flat, flat_x)
+        else:  # x with other batch dimensions: plain broadcasting
+            dot = (flat * flat_x).sum(-1)
+        return dot - F.softplus(flat).sum(-1)
 
 
 class ContinuousBernoulli(Likelihood):

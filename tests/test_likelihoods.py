@@ -75,21 +75,25 @@ def test_bernoulli_density_is_the_stable_logit_formula():
 
 
 @pytest.mark.parametrize("image", [False, True])
-def test_bernoulli_log_prob_is_the_same_with_and_without_gradients(image):
+@pytest.mark.parametrize(
+    "z_batch, x_batch",
+    [((5, 6), (6,)), ((6,), (6,)), ((5, 6), (5, 6))],
+    ids=["particles", "no-particles", "x-per-particle"],
+)
+def test_bernoulli_log_prob_is_the_same_with_and_without_gradients(image, z_batch, x_batch):
     """Evaluation (no gradients) takes Σ x ℓ − Σ softplus ℓ, training BCE: equal to float64."""
     torch.manual_seed(0)
     shape = (1, 4, 7) if image else (28,)
     head = Bernoulli(nn.Sequential(nn.Linear(3, 28), nn.Unflatten(-1, shape)))
-    z = torch.randn(5, 6, 3)
-    x = torch.rand(6, *shape)
+    z = torch.randn(*z_batch, 3)
+    x = torch.rand(*x_batch, *shape)
     x[0] = x[0].round()  # binary pixels and, for other users, grey ones
     with torch.no_grad():
         evaluated = head.log_prob(x, z)
     trained = head.log_prob(x, z)
-    assert trained.requires_grad and evaluated.shape == trained.shape == (5, 6)
-    logits = head.net(z).double().flatten(2)
-    exact = (x.double().flatten(1) * logits - F.softplus(logits)).sum(-1)
-    torch.testing.assert_close(evaluated.double(), exact, rtol=0, atol=1e-4)
+    assert trained.requires_grad and evaluated.shape == trained.shape == z_batch
+    logits = head.net(z).double().flatten(len(z_batch))
+    exact = (x.double().flatten(len(x_batch)) * logits - F.softplus(logits)).sum(-1)
     torch.testing.assert_close(trained.detach().double(), exact, rtol=0, atol=1e-4)
 
 
