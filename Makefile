@@ -27,9 +27,12 @@ test: $(VENV)/.test
 	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
+# ruff, then the import contracts of setup.cfg: each floor of the package imports only
+# the floors below it, and no folder's modules import each other in a circle.
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(VENV)/.test
 	$(VENV)/bin/ruff check --fix .

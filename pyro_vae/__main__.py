@@ -1,5 +1,5 @@
 """``python -m pyro_vae`` (and ``torchrun -m pyro_vae``) runs the ``pyro-vae`` command."""
 
-from .cli import main
+from pyro_vae.cli.commands import main
 
 raise SystemExit(main())

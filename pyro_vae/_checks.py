@@ -7,17 +7,22 @@ that a bad argument never surfaces as an error from deep inside torch.
 
 from __future__ import annotations
 
-import itertools
 import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from .likelihoods import Likelihood
+
+class Support(Protocol):
+    """What :func:`check_data` asks of a likelihood: its support, described for messages."""
+
+    support: Any  # a torch.distributions.constraints.Constraint
+    support_description: str
+    support_hint: str
+
 
 # The largest learning rate or scale that float32 parameters and optimizer state can hold.
 FLOAT32_MAX = torch.finfo(torch.float32).max
@@ -39,13 +44,10 @@ __all__ = [
     "check_sample",
     "check_net_input",
     "check_event_shape",
-    "check_vae_data",
     "check_seed",
     "check_device",
     "available_devices",
-    "check_programs_and_data",
     "check_output_path",
-    "model_event_shape",
 ]
 
 
@@ -194,7 +196,7 @@ def check_data(
     x: object,
     name: str = "x",
     *,
-    likelihood: Likelihood | None = None,
+    likelihood: Support | None = None,
     event_shape: torch.Size | tuple[int, ...] | None = None,
 ) -> torch.Tensor:
     """Checks a data tensor of shape ``(N, *event_shape)`` and returns it.
@@ -291,65 +293,6 @@ def _autocast(device_type: str) -> bool:
         return torch.is_autocast_enabled()
 
 
-def _floating_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
-    tensors = itertools.chain(module.parameters(), module.buffers())
-    return [t for t in tensors if t.is_floating_point()]  # not index buffers
-
-
-def model_event_shape(vae: Any) -> torch.Size | None:
-    """The event shape of a VAE's data: the likelihood's on a batch of no latents, or
-    ``None`` for a decoder that cannot run on an empty batch.
-
-    No row goes through the decoder, no random number is drawn (a lazy layer
-    materialising here draws from a forked stream) and no batch statistics move
-    (the likelihood's modules run in eval mode, then get their modes back).
-    """
-    tensors = _floating_tensors(vae)
-    dtype = tensors[0].dtype if tensors else torch.get_default_dtype()
-    device = tensors[0].device if tensors else torch.device("cpu")
-    z = torch.zeros(0, vae.latent_dim, dtype=dtype, device=device)
-    devices = [device.index or 0] if device.type == "cuda" else []
-    modes = {module: module.training for module in vae.likelihood.modules()}
-    try:
-        vae.likelihood.eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            return vae.likelihood(z).event_shape
-    except (RuntimeError, ValueError, IndexError, TypeError):
-        return None  # the evaluation itself will say what does not fit
-    finally:
-        for module, training in modes.items():
-            module.training = training
-
-
-def check_vae_data(vae: Any, x: object, name: str = "x", *, support: bool = True) -> torch.Tensor:
-    """Checks data against a VAE: a floating tensor ``(N, *event_shape)`` of the VAE's
-    dtype and device, finite, with the likelihood's event shape and, with ``support``,
-    values in the likelihood's support.
-
-    Raises:
-        TypeError: not a tensor, or another dtype than the VAE's parameters.
-        ValueError: wrong shape, device, NaN or Inf, or values outside the support.
-    """
-    x = check_data(x, name)
-    tensors = _floating_tensors(vae)
-    dtypes = {t.dtype for t in tensors}
-    if dtypes and dtypes != {x.dtype}:
-        names = ", ".join(sorted(str(d) for d in dtypes))
-        raise TypeError(
-            f"{name} has dtype {x.dtype} but the VAE's parameters are {names}; convert one "
-            f"of them ({name}.to({tensors[0].dtype}) or vae.to({x.dtype}))"
-        )
-    devices = {t.device for t in tensors}
-    if devices and devices != {x.device}:
-        device = tensors[0].device
-        raise ValueError(
-            f"{name} is on {x.device} but the VAE is on {device}; move it with "
-            f"{name}.to({str(device)!r})"
-        )
-    likelihood = vae.likelihood if support else None
-    return check_data(x, name, likelihood=likelihood, event_shape=model_event_shape(vae))
-
-
 def check_output_path(name: str, path: object, *, folder: bool) -> Path:
     """A path where a folder (``folder=True``) or a file can be created or replaced.
 
@@ -381,19 +324,3 @@ def check_output_path(name: str, path: object, *, folder: bool) -> Path:
             f"{name}={str(p)!r} cannot be written: no write permission in {probe}"
         )
     return p
-
-
-def check_programs_and_data(model: Any, guide: Any, x: object, *, guide_only: bool = False):
-    """Checks the programs and ``x``; for one VAE's own programs, ``x`` against the VAE:
-    dtype, device, event shape and, unless ``guide_only``, the likelihood's support."""
-    for name, program in (
-        (("guide", guide),) if guide_only else (("model", model), ("guide", guide))
-    ):
-        if not callable(program):
-            raise TypeError(f"{name} must be a Pyro program (a callable of x), got {program!r}")
-    from .vae import VAE  # here: vae.py imports this module
-
-    vae = getattr(guide, "__self__", None)
-    if isinstance(vae, VAE) and (guide_only or getattr(model, "__self__", None) is vae):
-        return check_vae_data(vae, x, "x", support=not guide_only)
-    return check_data(x)

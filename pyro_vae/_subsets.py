@@ -11,20 +11,18 @@ same way on every run and every machine instead:
 * :func:`shuffled_rows` (no labels): the first N rows of a seeded random permutation.
 
 Both draw from their own generator seeded by ``seed``; the global random streams are
-neither used nor advanced. :func:`subset_rows` applies :func:`balanced_rows` to a
-split of a named data set. All three are public as ``pyro_vae.data.<name>``.
+neither used nor advanced. Both are public as ``pyro_vae.data.<name>``, beside
+:func:`pyro_vae.data.subset_rows`, which applies :func:`balanced_rows` to a split of a
+named data set.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-
 import torch
 
-from ._checks import check_positive_int, check_seed
+from pyro_vae._checks import check_positive_int, check_seed
 
-__all__ = ["balanced_rows", "shuffled_rows", "subset_rows"]
+__all__ = ["balanced_rows", "shuffled_rows"]
 
 
 def _check_size(num: object) -> int | None:
@@ -78,36 +76,3 @@ def balanced_rows(labels: torch.Tensor, num: int | None, *, seed: int = 0) -> to
     starts = torch.repeat_interleave(counts.cumsum(0) - counts, counts)
     rank = torch.arange(len(labels)) - starts  # position of each row within its class
     return by_class[torch.sort(rank, stable=True).indices][:num]
-
-
-def subset_rows(
-    name: str,
-    split: str,
-    num: int | None,
-    *,
-    classes: Sequence[int] | None = None,
-    seed: int = 0,
-    root: str | os.PathLike[str] | None = None,
-    download: bool = True,
-) -> torch.Tensor:
-    """Row indices of a fixed, seeded, class-balanced subset of one split of a data set.
-
-    :func:`balanced_rows` over ``data.load_labels(name, split)``: the same rows on every
-    run for the same ``seed``; every prefix of them is balanced across the classes too.
-
-    Arguments:
-        name, split, root, download: as :func:`pyro_vae.data.load`.
-        num: how many rows, a positive integer; ``None`` for every row (of ``classes``).
-        classes: keep rows of these labels only (default: every class).
-        seed: seed of the draw, an integer in [0, 2**32).
-
-    Returns:
-        Int64 tensor of at most ``num`` row indices into ``data.load(name, split)``.
-    """
-    from .data import load_labels  # data re-exports this module's functions
-
-    labels = load_labels(name, split, root=root, download=download)
-    eligible = torch.arange(len(labels))
-    if classes is not None:
-        eligible = eligible[torch.isin(labels, torch.as_tensor(list(classes), dtype=torch.long))]
-    return eligible[balanced_rows(labels[eligible], num, seed=seed)]

@@ -34,14 +34,14 @@ import importlib.util
 import operator
 import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ._mnist_files import (
+from pyro_vae._mnist_files import (
     ENV_VAR,
     MnistSource,
     check_value_range,
@@ -49,7 +49,7 @@ from ._mnist_files import (
     integral_labels,
     read_mnist,
 )
-from ._subsets import balanced_rows, shuffled_rows, subset_rows
+from pyro_vae._subsets import balanced_rows, shuffled_rows
 
 __all__ = [
     "DATASETS",
@@ -253,6 +253,37 @@ def load_labels(
     arrays = _load_arrays(name, root, download)
     rows = _split_rows(arrays, split)
     return torch.from_numpy(arrays.labels[rows].astype(np.int64, copy=False))
+
+
+def subset_rows(
+    name: str,
+    split: str,
+    num: int | None,
+    *,
+    classes: Sequence[int] | None = None,
+    seed: int = 0,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = True,
+) -> torch.Tensor:
+    """Row indices of a fixed, seeded, class-balanced subset of one split of a data set.
+
+    :func:`balanced_rows` over ``data.load_labels(name, split)``: the same rows on every
+    run for the same ``seed``; every prefix of them is balanced across the classes too.
+
+    Arguments:
+        name, split, root, download: as :func:`pyro_vae.data.load`.
+        num: how many rows, a positive integer; ``None`` for every row (of ``classes``).
+        classes: keep rows of these labels only (default: every class).
+        seed: seed of the draw, an integer in [0, 2**32).
+
+    Returns:
+        Int64 tensor of at most ``num`` row indices into ``data.load(name, split)``.
+    """
+    labels = load_labels(name, split, root=root, download=download)
+    eligible = torch.arange(len(labels))
+    if classes is not None:
+        eligible = eligible[torch.isin(labels, torch.as_tensor(list(classes), dtype=torch.long))]
+    return eligible[balanced_rows(labels[eligible], num, seed=seed)]
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_vae import guides, likelihoods, nets, priors
-from pyro_vae.vae import VAE
+from pyro_vae.models import guides, likelihoods, nets, priors
+from pyro_vae.models.vae import VAE
 
 
 @pytest.fixture(autouse=True)

@@ -16,10 +16,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 from torch import nn
 
-from pyro_vae import applications, plots
-from pyro_vae.applications import corrupt, denoise, denoising_errors, roc_auc, roc_curve
-from pyro_vae.guides import Guide
-from pyro_vae.linear_gaussian import LinearGaussian
+from pyro_vae import plots
+from pyro_vae.analysis import applications
+from pyro_vae.analysis.applications import corrupt, denoise, denoising_errors, roc_auc, roc_curve
+from pyro_vae.models.guides import Guide
+from pyro_vae.models.linear_gaussian import LinearGaussian
 
 # --------------------------------------------------------------------------- anomaly scores
 

@@ -38,20 +38,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import pyro_vae as pv
-from pyro_vae import (
-    checkpoints,
-    cli,
-    data,
-    evaluate,
-    guides,
-    latent,
-    likelihoods,
-    nets,
-    objectives,
-    plots,
-    priors,
-)
-from pyro_vae.vae import HierarchicalVAE
+from pyro_vae import data, plots
+from pyro_vae.analysis import latent
+from pyro_vae.cli import commands as cli
+from pyro_vae.infer import evaluate, objectives
+from pyro_vae.models import guides, likelihoods, nets, priors
+from pyro_vae.models.vae import HierarchicalVAE
+from pyro_vae.train import checkpoints
 
 PROPERTY = settings(
     deadline=None,
@@ -1098,7 +1091,7 @@ def test_a_compare_that_fails_while_training_removes_its_folder(tmp_path):
 
 
 def test_the_output_guard_keeps_a_run_that_finished_an_epoch(tmp_path):
-    from pyro_vae._cli_checks import OutputGuard
+    from pyro_vae.cli._checks import OutputGuard
 
     with pytest.raises(FloatingPointError), OutputGuard(tmp_path / "run", keep_checkpoints=True):
         (tmp_path / "run").mkdir()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae import checkpoints
+from pyro_vae.train import checkpoints
 
 
 def test_save_then_load_round_trips_plain_data(tmp_path):

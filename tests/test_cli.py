@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pyro_vae import checkpoints, cli
 from pyro_vae._checks import available_devices
-from pyro_vae._cli_checks import os_error_line, too_large
+from pyro_vae.cli import commands as cli
+from pyro_vae.cli._checks import os_error_line, too_large
+from pyro_vae.train import checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +258,7 @@ BASE_CONFIG = {
 @pytest.mark.parametrize("prior", cli.PRIORS)
 @pytest.mark.parametrize("guide", cli.GUIDES)
 def test_build_vae_names_every_prior_and_guide(prior, guide):
-    from pyro_vae import guides, priors
+    from pyro_vae.models import guides, priors
 
     config = BASE_CONFIG | {"prior": prior, "guide": guide, "num_flows": 3, "components": 7}
     vae = cli.build_vae(config)

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from pyro_vae import cli, data, plots
+from pyro_vae import data, plots
+from pyro_vae.cli import commands as cli
 
 TINY = ["--dataset", "digits", "--hidden", "32", "--no-progress", "--num-samples", "10"]
 

@@ -10,7 +10,7 @@ import torch
 from conftest import binary_data, small_vae
 
 import pyro_vae as pv
-from pyro_vae import cli
+from pyro_vae.cli import commands as cli
 
 SMALL = dict(
     epochs=2,

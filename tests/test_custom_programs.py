@@ -14,7 +14,7 @@ from conftest import binary_data, empty_guide, shift_model, small_vae
 from torch import nn
 
 import pyro_vae as pv
-from pyro_vae import evaluate, objectives
+from pyro_vae.infer import evaluate, objectives
 
 DATA_DIM, LATENT_DIM = 6, 2
 

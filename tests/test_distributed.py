@@ -22,11 +22,11 @@ import torch
 from torch.utils.data import DistributedSampler
 
 import pyro_vae as pv
-from pyro_vae import distributed
-from pyro_vae._data_parallel import shard_of_batch, sum_gradients
-from pyro_vae._fused import PerExample, match
-from pyro_vae._trainer import Trainer
-from pyro_vae.cli import main
+from pyro_vae.cli.commands import main
+from pyro_vae.infer._fused import PerExample, match
+from pyro_vae.train import distributed
+from pyro_vae.train._data_parallel import shard_of_batch, sum_gradients
+from pyro_vae.train._trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _ddp_worker import deterministic_fit, small_vae  # noqa: E402

@@ -43,10 +43,10 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_vae import _particles, estimators, objectives
-from pyro_vae._fused import PerExample as _per_example
-from pyro_vae.guides import Guide
-from pyro_vae.linear_gaussian import LinearGaussian
+from pyro_vae.infer import _particles, estimators, objectives
+from pyro_vae.infer._fused import PerExample as _per_example
+from pyro_vae.models.guides import Guide
+from pyro_vae.models.linear_gaussian import LinearGaussian
 
 F64 = torch.float64
 D, LATENT, SIGMA, N = 3, 2, 0.5, 3  # data dim, latent dim, noise σ, examples
@@ -819,7 +819,7 @@ def test_pyro_renyi_elbo_is_iwae_unscaled_but_not_under_mini_batch_scaling():
     """Pyro's RenyiELBO(alpha=0) is IWAE when no site is scaled, but it takes the logsumexp
     over particles of the *scaled* log-weights, Σ_b logsumexp_k (s log w_kb) - log K, which
     is not s Σ_b IWAE(x_b). Under ``poutine.scale(1/B)``, as ``fit`` wraps every model
-    (``pyro_vae._fused.PerExample``), it silently optimises another objective: the
+    (``pyro_vae.infer._fused.PerExample``), it silently optimises another objective: the
     failure the issue warns about (pyro-ppl issues #2220, #3104).
 
     Ours is right: the scaled loss and gradient are exactly s times the unscaled ones.

@@ -15,9 +15,9 @@ import torch
 from conftest import binary_data, small_vae
 from torch import nn
 
-from pyro_vae import evaluate
-from pyro_vae.guides import Guide
-from pyro_vae.linear_gaussian import LinearGaussian
+from pyro_vae.infer import evaluate
+from pyro_vae.models.guides import Guide
+from pyro_vae.models.linear_gaussian import LinearGaussian
 
 
 class ShiftedPosterior(Guide):

@@ -15,7 +15,7 @@ import torch
 from conftest import binary_data, empty_guide, shift_model, small_vae
 
 import pyro_vae as pv
-from pyro_vae._trainer import Trainer
+from pyro_vae.train._trainer import Trainer
 
 
 class Poison:

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import pyro_vae as pv
-from pyro_vae import cli, schedules
+from pyro_vae.cli import commands as cli
+from pyro_vae.train import schedules
 from tests.conftest import binary_data, small_vae
 
 X = binary_data(40)

@@ -13,8 +13,8 @@ import torch
 from conftest import binary_data, small_vae
 
 import pyro_vae as pv
-from pyro_vae import _fused, evaluate, objectives
-from pyro_vae.guides import Guide
+from pyro_vae.infer import _fused, evaluate, objectives
+from pyro_vae.models.guides import Guide
 
 SPECS = [
     "elbo",

@@ -10,9 +10,10 @@ from conftest import binary_data, small_vae
 from torch import nn
 
 import pyro_vae as pv
-from pyro_vae import gaps, guides, nets
-from pyro_vae._normal import inverse_softplus
-from pyro_vae.linear_gaussian import LinearGaussian
+from pyro_vae.analysis import gaps
+from pyro_vae.models import guides, nets
+from pyro_vae.models._normal import inverse_softplus
+from pyro_vae.models.linear_gaussian import LinearGaussian
 
 DATA, LATENT = 5, 2
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import binary_data, small_vae
 
-from pyro_vae import gradients, objectives
+from pyro_vae.infer import gradients, objectives
 
 
 def test_groups_split_the_guide_from_the_model():

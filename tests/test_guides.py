@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_vae.guides import DiagonalNormal
-from pyro_vae.nets import MLP, ConvEncoder
+from pyro_vae.models.guides import DiagonalNormal
+from pyro_vae.models.nets import MLP, ConvEncoder
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_bad_arguments_are_named():
 from pyro.distributions import transforms as T  # noqa: E402
 from torch.autograd.functional import jacobian  # noqa: E402
 
-from pyro_vae.guides import (  # noqa: E402
+from pyro_vae.models.guides import (  # noqa: E402
     AffineCouplingFlow,
     FullCovarianceNormal,
     InverseAutoregressiveFlow,

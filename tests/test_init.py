@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import pyro_vae as pv
-from pyro_vae.registry import build_vae
+from pyro_vae.models.registry import build_vae
 
 
 def _vae(likelihood=pv.likelihoods.Bernoulli) -> pv.VAE:

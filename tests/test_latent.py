@@ -11,18 +11,26 @@ import torch
 from conftest import PartlyCollapsed, binary_data, small_vae
 from torch import nn
 
-from pyro_vae import evaluate, latent, plots
-from pyro_vae.guides import (
+from pyro_vae import plots
+from pyro_vae.analysis import latent
+from pyro_vae.infer import evaluate
+from pyro_vae.models.guides import (
     DiagonalNormal,
     FullCovarianceNormal,
     Guide,
     InverseAutoregressiveFlow,
     location,
 )
-from pyro_vae.linear_gaussian import LinearGaussian
-from pyro_vae.nets import MLP
-from pyro_vae.priors import FlowPrior, LearnedNormal, MixtureOfGaussians, StandardNormal, VampPrior
-from pyro_vae.vae import VAE, HierarchicalVAE
+from pyro_vae.models.linear_gaussian import LinearGaussian
+from pyro_vae.models.nets import MLP
+from pyro_vae.models.priors import (
+    FlowPrior,
+    LearnedNormal,
+    MixtureOfGaussians,
+    StandardNormal,
+    VampPrior,
+)
+from pyro_vae.models.vae import VAE, HierarchicalVAE
 
 
 @pytest.mark.parametrize("guide_cls", [DiagonalNormal, InverseAutoregressiveFlow])

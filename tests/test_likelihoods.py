@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyro_vae import guides, priors
 from pyro_vae._checks import check_data
-from pyro_vae.likelihoods import (
+from pyro_vae.models import guides, priors
+from pyro_vae.models.likelihoods import (
     Bernoulli,
     ContinuousBernoulli,
     DiscretizedLogistic,
@@ -22,8 +22,8 @@ from pyro_vae.likelihoods import (
     Gaussian,
     Laplace,
 )
-from pyro_vae.nets import MLP, ConvDecoder
-from pyro_vae.vae import VAE
+from pyro_vae.models.nets import MLP, ConvDecoder
+from pyro_vae.models.vae import VAE
 
 HEADS = [
     Bernoulli,

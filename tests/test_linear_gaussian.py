@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyro_vae.linear_gaussian import LinearGaussian
+from pyro_vae.models.linear_gaussian import LinearGaussian
 
 
 def test_log_marginal_matches_numerical_integration_in_one_dimension():

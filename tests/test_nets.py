@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import pyro_vae
-from pyro_vae.nets import MLP, ConvDecoder, ConvEncoder, RecurrentDecoder, RecurrentEncoder
+from pyro_vae.models.nets import MLP, ConvDecoder, ConvEncoder, RecurrentDecoder, RecurrentEncoder
 
 IMAGE_SHAPES = [(1, 28, 28), (3, 32, 32), (1, 8, 8), (1, 7, 9), (2, 5, 5), (1, 1, 1)]
 

@@ -27,12 +27,13 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_vae import evaluate, guides, likelihoods, nets, objectives, priors
-from pyro_vae._fused import PerExample
-from pyro_vae._logsumexp import StreamedLogSumExp
-from pyro_vae.guides import Guide
-from pyro_vae.linear_gaussian import ExactPosterior, LinearGaussian
-from pyro_vae.vae import VAE
+from pyro_vae.infer import evaluate, objectives
+from pyro_vae.infer._fused import PerExample
+from pyro_vae.infer._logsumexp import StreamedLogSumExp
+from pyro_vae.models import guides, likelihoods, nets, priors
+from pyro_vae.models.guides import Guide
+from pyro_vae.models.linear_gaussian import ExactPosterior, LinearGaussian
+from pyro_vae.models.vae import VAE
 
 F32, F64 = torch.float32, torch.float64
 K = 5000

@@ -11,7 +11,7 @@ import torch
 from conftest import binary_data, small_vae
 
 import pyro_vae as pv
-from pyro_vae import estimators, objectives
+from pyro_vae.infer import estimators, objectives
 
 ALL_SPECS = [
     "elbo",

@@ -11,7 +11,7 @@ from matplotlib.image import imread
 
 from pyro_vae import plots
 from pyro_vae.plots import _figure, training
-from pyro_vae.train import History
+from pyro_vae.train._fit import History
 
 
 def test_image_grid_tiles_images_in_reading_order():

@@ -8,10 +8,10 @@ import torch
 from conftest import PartlyCollapsed, binary_data, small_vae
 
 from pyro_vae import plots
-from pyro_vae.guides import InverseAutoregressiveFlow
-from pyro_vae.nets import MLP
+from pyro_vae.models.guides import InverseAutoregressiveFlow
+from pyro_vae.models.nets import MLP
+from pyro_vae.models.vae import HierarchicalVAE
 from pyro_vae.plots import latent_maps, latent_space
-from pyro_vae.vae import HierarchicalVAE
 
 SHAPE = (1, 4, 4)  # 16 pixels
 

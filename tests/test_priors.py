@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pyro_vae.priors import StandardNormal
+from pyro_vae.models.priors import StandardNormal
 
 
 def test_standard_normal_shapes_and_density():
@@ -39,14 +39,14 @@ from pyro.distributions import transforms as T  # noqa: E402
 from torch.autograd.functional import jacobian  # noqa: E402
 
 import pyro_vae as pv  # noqa: E402
-from pyro_vae.guides import (  # noqa: E402
+from pyro_vae.models.guides import (  # noqa: E402
     AffineCouplingFlow,
     DiagonalNormal,
     FullCovarianceNormal,
     InverseAutoregressiveFlow,
 )
-from pyro_vae.nets import MLP  # noqa: E402
-from pyro_vae.priors import FlowPrior, LearnedNormal, MixtureOfGaussians, VampPrior  # noqa: E402
+from pyro_vae.models.nets import MLP  # noqa: E402
+from pyro_vae.models.priors import FlowPrior, LearnedNormal, MixtureOfGaussians, VampPrior  # noqa: E402
 
 
 def _jiggle(module: torch.nn.Module, size: float = 0.3) -> torch.nn.Module:

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 import pyro_vae as pv
-from pyro_vae import cli, recipes, schedules
-from pyro_vae.registry import build_vae
+from pyro_vae.cli import commands as cli
+from pyro_vae.lab import recipes
+from pyro_vae.models.registry import build_vae
+from pyro_vae.train import schedules
 
 
 def test_burda2015_recipes_state_the_paper_s_setup():
@@ -112,7 +114,7 @@ def test_the_vampprior_recipe_validates_on_the_plain_bound_during_its_warm_up(tm
 def test_a_row_s_figure_is_named_without_colons_or_equals_signs(tmp_path):
     from dataclasses import replace
 
-    from pyro_vae._reproduction import write_results
+    from pyro_vae.lab._reproduction import write_results
 
     table = tmp_path / "REPRODUCTION.md"
     result = recipes.reproduce(

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import pyro_vae as pv
-from pyro_vae.registry import build_vae
+from pyro_vae.models.registry import build_vae
 
 BASE = {
     "dataset": "digits", "image_shape": [1, 8, 8], "prior": "standard-normal",

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import pyro_vae as pv
-from pyro_vae import cli
+from pyro_vae.cli import commands as cli
 
 RELEASE_RUN = Path(__file__).parent / "data" / "run-0.1.0"
 TRAIN = [

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyro_vae import checkpoints
+from pyro_vae.train import checkpoints
 
 SCRIPT = Path(__file__).with_name("_train_process.py")
 EPOCHS = 4

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import pyro_vae as pv
-from pyro_vae import cli
-from pyro_vae._cli_resume import CHANGEABLE_OPTIONS, FREE_OPTIONS, MODEL_OPTIONS, RUN_OPTIONS
-from pyro_vae._run_folder import RunFolder
+from pyro_vae.cli import commands as cli
+from pyro_vae.cli._resume import CHANGEABLE_OPTIONS, FREE_OPTIONS, MODEL_OPTIONS, RUN_OPTIONS
+from pyro_vae.train._run_folder import RunFolder
 from tests.conftest import binary_data, small_vae
 
 BASE = {"--dataset": "digits", "--hidden": "16", "--latent-dim": "2"}
@@ -224,7 +224,7 @@ def test_fit_on_a_finished_run_returns_its_trained_state_without_writing(tmp_pat
 
 _HOLDER = """
 import sys, time
-from pyro_vae._run_folder import RunFolder
+from pyro_vae.train._run_folder import RunFolder
 with RunFolder(sys.argv[1]).lock():
     print("locked", flush=True)
     time.sleep(60)

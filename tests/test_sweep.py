@@ -12,10 +12,11 @@ import torch
 from conftest import binary_data, small_vae
 from matplotlib.image import imread
 
-from pyro_vae import cli, plots
 from pyro_vae import data as datasets
-from pyro_vae import sweep as sweep_module
-from pyro_vae.sweep import SWEEP_COLUMNS, Sweep, latent_size_sweep
+from pyro_vae import plots
+from pyro_vae.cli import commands as cli
+from pyro_vae.lab import sweep as sweep_module
+from pyro_vae.lab.sweep import SWEEP_COLUMNS, Sweep, latent_size_sweep
 
 SMALL = dict(epochs=1, batch_size=10, num_samples=8)
 

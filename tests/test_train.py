@@ -16,9 +16,9 @@ from conftest import binary_data, empty_guide, shift_model, small_vae
 
 import pyro_vae as pv
 from pyro_vae._checks import MAX_LEARNING_RATE, available_devices
-from pyro_vae._fused import PerExample
-from pyro_vae._trainer import Trainer
-from pyro_vae.linear_gaussian import LinearGaussian
+from pyro_vae.infer._fused import PerExample
+from pyro_vae.models.linear_gaussian import LinearGaussian
+from pyro_vae.train._trainer import Trainer
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 40])

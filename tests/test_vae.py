@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import binary_data, small_vae
 
-from pyro_vae import guides, likelihoods, nets, priors
-from pyro_vae.vae import VAE
+from pyro_vae.models import guides, likelihoods, nets, priors
+from pyro_vae.models.vae import VAE
 
 
 def test_model_and_guide_have_the_documented_sites_and_plate():

@@ -16,7 +16,9 @@ import pytest
 import torch
 
 import pyro_vae as pv
-from pyro_vae import checkpoints, evaluate, guides, likelihoods, nets, objectives, priors
+from pyro_vae.infer import evaluate, objectives
+from pyro_vae.models import guides, likelihoods, nets, priors
+from pyro_vae.train import checkpoints
 
 DATA_DIM, LATENT = 12, 3
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import pyro
 
 import pyro_vae as pv
-from pyro_vae.linear_gaussian import LinearGaussian
+from pyro_vae.models.linear_gaussian import LinearGaussian
 
 
 def part1_bounds_on_a_known_model(num_examples: int) -> None:

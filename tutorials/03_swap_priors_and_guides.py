@@ -34,7 +34,7 @@ import pyro
 import torch
 
 import pyro_vae as pv
-from pyro_vae import guides, likelihoods, nets, priors
+from pyro_vae.models import guides, likelihoods, nets, priors
 
 HIDDEN = [256, 128]
 

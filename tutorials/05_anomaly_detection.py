@@ -60,7 +60,13 @@ import pyro
 import torch
 
 import pyro_vae as pv
-from pyro_vae.applications import anomaly_scores, denoise, denoising_errors, roc_auc, roc_curve
+from pyro_vae.analysis.applications import (
+    anomaly_scores,
+    denoise,
+    denoising_errors,
+    roc_auc,
+    roc_curve,
+)
 
 LATENT_DIM, HIDDEN = 16, [400]
 IMAGE_SHAPE = (1, 28, 28)

@@ -51,7 +51,8 @@ import pyro
 import torch
 
 import pyro_vae as pv
-from pyro_vae import gaps, guides, likelihoods, nets, priors
+from pyro_vae.analysis import gaps
+from pyro_vae.models import guides, likelihoods, nets, priors
 
 HIDDEN = 200
 NUTS_CLASSES = (2, 5, 7)  # the digits whose posteriors part 2 draws

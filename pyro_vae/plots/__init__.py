@@ -21,16 +21,20 @@ epochs carry whole-number ticks, and one image grid holds at most
 :data:`MAX_GRID_IMAGES` images.
 """
 
-from ._figure import MAX_GRID_IMAGES, image_grid, save_image_grid
-from .applications import (
+from pyro_vae.plots._figure import MAX_GRID_IMAGES, image_grid, save_image_grid
+from pyro_vae.plots.applications import (
     save_anomaly_scores,
     save_denoising,
     save_denoising_errors,
     save_latent_size_sweep,
 )
-from .gaps import save_inference_gaps, save_posterior_comparison
-from .latent_maps import save_aggregate_posterior, save_latent_map, save_unit_diagnostics
-from .latent_space import (
+from pyro_vae.plots.gaps import save_inference_gaps, save_posterior_comparison
+from pyro_vae.plots.latent_maps import (
+    save_aggregate_posterior,
+    save_latent_map,
+    save_unit_diagnostics,
+)
+from pyro_vae.plots.latent_space import (
     save_interpolations,
     save_manifold,
     save_priors_and_aggregate_posteriors,
@@ -38,7 +42,7 @@ from .latent_space import (
     save_samples,
     save_traversals,
 )
-from .training import save_comparison, save_gradient_stats, save_learning_curves
+from pyro_vae.plots.training import save_comparison, save_gradient_stats, save_learning_curves
 
 __all__ = [
     "MAX_GRID_IMAGES",

@@ -18,9 +18,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .._atomic import write_atomically
-from .._checks import check_output_path, check_positive_int, check_shape
-from ..vae import VAE
+from pyro_vae._atomic import write_atomically
+from pyro_vae._checks import check_output_path, check_positive_int, check_shape
+from pyro_vae.models.vae import VAE
 
 __all__ = [
     "MAX_GRID_IMAGES",

@@ -7,18 +7,15 @@ import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .._checks import check_data
-from ..applications import _check_scores, roc_auc, roc_curve
-from ._figure import check_figure_path, image_grid, save_figure, show_grid
-
-if TYPE_CHECKING:
-    from ..sweep import Sweep
+from pyro_vae._checks import check_data
+from pyro_vae.analysis.applications import _check_scores, roc_auc, roc_curve
+from pyro_vae.plots._figure import check_figure_path, image_grid, save_figure, show_grid
 
 __all__ = [
     "save_anomaly_scores",
@@ -26,6 +23,13 @@ __all__ = [
     "save_denoising_errors",
     "save_latent_size_sweep",
 ]
+
+
+class _HasRows(Protocol):
+    """A result with table rows, such as :class:`pyro_vae.sweep.Sweep`."""
+
+    rows: Sequence[Mapping[str, Any]]
+
 
 _LEVEL_LABELS = {
     "gaussian": "noise standard deviation σ",
@@ -238,7 +242,7 @@ _SWEEP_KEYS = ("latent_dim", "test_log_px", "test_elbo", "reconstruction", "kl",
 
 
 def save_latent_size_sweep(
-    sweep_or_rows: Sweep | Sequence[Mapping[str, Any]], path: str | os.PathLike
+    sweep_or_rows: _HasRows | Sequence[Mapping[str, Any]], path: str | os.PathLike
 ) -> Path:
     """What the latent size buys: three panels against the latent size d (log axis).
 

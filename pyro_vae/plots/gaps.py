@@ -13,12 +13,13 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .._checks import check_shape, check_vae_data
-from .._gap_checks import check_samples, check_vae
-from .._local_guides import check_local_guide
-from ..gaps import InferenceGaps, LocalGuide
-from ..vae import VAE
-from ._figure import check_figure_path, image_grid, save_figure, show_grid, unit_name
+from pyro_vae._checks import check_shape
+from pyro_vae.analysis._gap_checks import check_samples, check_vae
+from pyro_vae.analysis._local_guides import check_local_guide
+from pyro_vae.analysis.gaps import InferenceGaps, LocalGuide
+from pyro_vae.models._data_checks import check_vae_data
+from pyro_vae.models.vae import VAE
+from pyro_vae.plots._figure import check_figure_path, image_grid, save_figure, show_grid, unit_name
 
 __all__ = ["save_inference_gaps", "save_posterior_comparison"]
 

@@ -17,8 +17,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .._checks import check_positive_float, check_positive_int, check_seed, check_vae_data
-from ..latent import (
+from pyro_vae._checks import check_positive_float, check_positive_int, check_seed
+from pyro_vae.analysis.latent import (
     EMBEDDINGS,
     aggregate_kl,
     codes,
@@ -27,8 +27,9 @@ from ..latent import (
     pca,
     sample_aggregate_posterior,
 )
-from ..vae import VAE, HierarchicalVAE
-from ._figure import check_figure_path, check_vae, save_figure, unit_name
+from pyro_vae.models._data_checks import check_vae_data
+from pyro_vae.models.vae import VAE, HierarchicalVAE
+from pyro_vae.plots._figure import check_figure_path, check_vae, save_figure, unit_name
 
 __all__ = ["save_latent_map", "save_aggregate_posterior", "save_unit_diagnostics"]
 

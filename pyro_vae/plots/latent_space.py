@@ -18,8 +18,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .._checks import check_positive_int, check_shape, check_vae_data, model_event_shape
-from ..latent import (
+from pyro_vae._checks import check_positive_int, check_shape
+from pyro_vae.analysis.latent import (
     INTERPOLATIONS,
     aggregate_posterior_log_prob,
     codes,
@@ -29,8 +29,9 @@ from ..latent import (
     kl_per_dimension,
     traverse,
 )
-from ..vae import VAE
-from ._figure import (
+from pyro_vae.models._data_checks import check_vae_data, model_event_shape
+from pyro_vae.models.vae import VAE
+from pyro_vae.plots._figure import (
     check_figure_path,
     check_grid_size,
     check_vae,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from .._history import History
-from ._figure import check_figure_path, save_figure
+from pyro_vae.plots._figure import check_figure_path, save_figure
+from pyro_vae.train._history import History
 
 __all__ = ["save_reproduction_curve"]
 

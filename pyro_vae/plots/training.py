@@ -6,18 +6,33 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..train import History
-from ._figure import check_figure_path, integer_ticks, save_figure
+from pyro_vae.plots._figure import check_figure_path, integer_ticks, save_figure
+from pyro_vae.train import History
 
-if TYPE_CHECKING:
-    from ..compare import Comparison
+__all__ = ["save_learning_curves", "save_comparison", "save_gradient_stats", "ComparisonResult"]
 
-__all__ = ["save_learning_curves", "save_comparison", "save_gradient_stats"]
+
+@runtime_checkable
+class ComparisonResult(Protocol):
+    """What :func:`save_comparison` reads: :class:`pyro_vae.Comparison` has it.
+
+    Plots sit below the lab that runs comparisons, so they name the shape of its
+    result rather than its class.
+    """
+
+    rows: list[dict[str, Any]]
+    histories: dict[str, History]
+    num_samples: int
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    def bound_ks(self) -> list[int]: ...
 
 
 def save_learning_curves(history: History, path: str | os.PathLike) -> Path:
@@ -45,7 +60,7 @@ def save_learning_curves(history: History, path: str | os.PathLike) -> Path:
     return save_figure(fig, path)
 
 
-def _curves(ax, comparison: Comparison, column: str, title: str) -> None:
+def _curves(ax, comparison: ComparisonResult, column: str, title: str) -> None:
     for label, history in comparison.histories.items():
         ax.plot(
             history.column("epoch"), [-v for v in history.column(column)], marker=".", label=label
@@ -57,16 +72,14 @@ def _curves(ax, comparison: Comparison, column: str, title: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def save_comparison(comparison: Comparison, path: str | os.PathLike) -> Path:
+def save_comparison(comparison: ComparisonResult, path: str | os.PathLike) -> Path:
     """The comparison at a glance: curves, test bounds against K, ELBO terms, units and time.
 
     Panels: the training objective and the validation ELBO per epoch; E[IWAE_K]
     on the test data against K with log p(x) (K = ``num_samples``) marked; the
     reconstruction term and the KL; active units and seconds per epoch.
     """
-    from ..compare import Comparison
-
-    if not isinstance(comparison, Comparison):
+    if not isinstance(comparison, ComparisonResult):
         raise TypeError(f"comparison must be a Comparison, got {type(comparison).__name__}")
     check_figure_path(path)
     if not comparison.rows:

@@ -1,0 +1,255 @@
+"""Recipes: published VAE configurations, in full, that ``reproduce`` trains and scores.
+
+A :class:`Recipe` states everything a paper's number depends on: the network
+(through the registry's config, :func:`pyro_vae.registry.build_vae`), the
+likelihood, the data and binarisation, the objective, the optimiser and its
+learning-rate schedule, the batch size, the epochs, the evaluation protocol and
+the published figure. :func:`reproduce` trains one into a run folder, which
+survives any interruption (``resume=True`` goes on exactly where it stopped; a
+run refuses to resume under another recipe or objective), logs an anytime test
+curve, and at the end scores it with the paper's protocol and writes its row of
+``REPRODUCTION.md`` (:mod:`pyro_vae.lab._reproduction`).
+
+    pv.recipes.reproduce("burda2015-1layer", "iwae:k=5", out="runs/iwae5", data_dir="/data")
+
+References:
+    1. Y. Burda, R. Grosse, R. Salakhutdinov. Importance weighted autoencoders.
+       ICLR 2016 (arXiv:1509.00519): Table 1, section 5 and appendix C.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pyro_vae import _defaults, data
+from pyro_vae.infer import objectives
+from pyro_vae.lab._recipe import Recipe
+from pyro_vae.lab._reproduction import Reproduction, device_name, final_scores, write_results
+from pyro_vae.models import init
+from pyro_vae.models.registry import build_vae
+from pyro_vae.train import schedules
+from pyro_vae.train._fit import fit
+from pyro_vae.train._run_folder import RunFolder
+
+__all__ = ["Recipe", "RECIPES", "get", "names", "reproduce"]
+
+
+_MNIST = {"dataset": "mnist", "image_shape": [1, 28, 28], "binarization": "dynamic"}
+_PARTS = {"prior": "standard-normal", "guide": "diagonal-normal", "likelihood": "bernoulli"}
+_MLP = {"net": "mlp", "activation": "tanh", "scale": _defaults.LIKELIHOOD_SCALE}
+_MLP |= {"learn_scale": False}
+_BURDA = (
+    "Burda, Grosse & Salakhutdinov (2015), Importance weighted autoencoders, Table 1 "
+    "(MNIST, test −log p(x) with K = 5000)"
+)
+_BURDA_NOTES = (
+    "As the paper's code (github.com/yburda/iwae): batch 20, dynamic binarisation, no early "
+    "stopping, Glorot-uniform weights, zero biases and the decoder's output bias at the "
+    "logit of the mean training image. Differences: all 60,000 training images (the code "
+    "holds out 400), reshuffled every epoch (the code keeps one order), the exact rates "
+    "0.001·10^(−i/7) (the code rounds them to two digits), and the Gaussians' scale is "
+    "softplus + 1e-4 (the code's is exp)."
+)
+_ONE_LAYER = {**_MNIST, **_PARTS, **_MLP, "init": "glorot", "hidden": [200, 200]}
+_ONE_LAYER |= {"latent_dim": 50}
+_TWO_LAYER = {**_ONE_LAYER, "latent_dim": 100, "layers": [[[200, 200], 100], [[100, 100], 50]]}
+
+
+def _burda_table(
+    vae1: float, vae5: float, vae50: float, iwae5: float, iwae50: float
+) -> dict[str, float | None]:
+    """A row of Burda et al.'s Table 1: VAE at k = 1, 5, 50 and IWAE at k = 5, 50 (IWAE at
+    k = 1 is the VAE); DReG has no figure there and is compared with IWAE at its k."""
+    return {
+        "elbo": vae1, "elbo:k=5": vae5, "elbo:k=50": vae50, "iwae:k=5": iwae5,
+        "iwae:k=50": iwae50, "iwae-dreg:k=5": None, "iwae-dreg:k=50": None,
+    }  # fmt: skip
+
+
+_DREG = {"iwae-dreg:k=5": "iwae:k=5", "iwae-dreg:k=50": "iwae:k=50"}
+
+RECIPES: dict[str, Recipe] = {
+    "burda2015-1layer": Recipe(
+        "burda2015-1layer",
+        _BURDA + ", one stochastic layer: 784-200-200-50, tanh",
+        _ONE_LAYER,
+        _burda_table(86.76, 86.47, 86.35, 85.54, 84.78),
+        "elbo",
+        compare_with=_DREG,
+        batch_size=20,
+        output_bias_from_data=True,
+        notes=_BURDA_NOTES,
+    ),
+    "burda2015-2layer": Recipe(
+        "burda2015-2layer",
+        _BURDA + ", two stochastic layers: 784-200-200-100-100-100-50, tanh",
+        _TWO_LAYER,
+        _burda_table(85.33, 85.01, 84.78, 83.89, 82.90),
+        "elbo",
+        compare_with=_DREG,
+        batch_size=20,
+        output_bias_from_data=True,
+        notes=_BURDA_NOTES,
+    ),
+}
+
+_VAMP = (
+    "Tomczak & Welling (2018), VAE with a VampPrior, Table 2 (MNIST, dynamic binarisation, "
+    "test −log p(x) with K = 5000), one stochastic layer: gated 784-300-300-40 MLPs"
+)
+_VAMP_NOTES = (
+    "The paper's gated units, He-normal weights (as its code), warm-up (β from 0 to 1 over "
+    "100 epochs), Adam at 5e-4, batch 100, up to 2000 epochs with early stopping after 50 "
+    "without improvement of the validation ELBO (β = 1, as the code's). Differences: the "
+    "guide's scale is softplus + 1e-4 (the paper clips the log-variance to [-6, 2]), the "
+    "pseudo-inputs are not clipped to [0, 1], "
+    "and the optimiser is Adam (the code normalises each gradient first)."
+)
+_GATED = {**_MNIST, **_PARTS, **_MLP, "activation": "gated", "hidden": [300, 300]}
+_GATED |= {"latent_dim": 40, "init": "he"}
+_WARMUP = "elbo:warmup_steps=50000"  # 100 epochs of 500 steps (50,000 images, batch 100)
+_VAMP_BUDGET = {
+    "train_split": "train", "valid_split": "valid", "valid_objective": "elbo", "patience": 50,
+    "epochs": 2000,
+    "lr": 5e-4, "lr_schedule": "constant", "adam_eps": 1e-8, "notes": _VAMP_NOTES,
+}  # fmt: skip
+RECIPES["vampprior2018"] = Recipe(
+    "vampprior2018",
+    _VAMP + ", the VampPrior with 500 pseudo-inputs",
+    {**_GATED, "prior": "vamp", "components": 500},
+    {_WARMUP: 85.57},
+    _WARMUP,
+    **_VAMP_BUDGET,
+)
+RECIPES["vampprior2018-standard"] = Recipe(
+    "vampprior2018-standard",
+    _VAMP + ", the standard normal prior (the paper's baseline)",
+    _GATED,
+    {_WARMUP: 88.56},
+    _WARMUP,
+    **_VAMP_BUDGET,
+)
+
+# The smoke test: the same recipe on the embedded digits, for a few seconds.
+_SMOKE = {
+    "dataset": "mnist5k", "train_split": "train", "epochs": 2, "eval_samples": 10,
+    "eval_examples": 100, "test_every": 1, "test_samples": 5, "test_examples": 50,
+}  # fmt: skip
+
+
+def names() -> tuple[str, ...]:
+    """The recipes' names."""
+    return tuple(RECIPES)
+
+
+def get(name: str) -> Recipe:
+    """The recipe called ``name``.
+
+    Raises:
+        ValueError: an unknown name; the message lists the known ones.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def reproduce(
+    name: str,
+    objective: str | None = None,
+    *,
+    out: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    device: str | torch.device | None = None,
+    table: str | os.PathLike | None = "REPRODUCTION.md",
+    smoke_test: bool = False,
+    progress: bool = True,
+) -> Reproduction:
+    """Trains recipe ``name`` with ``objective`` into the run folder ``out`` and scores it.
+
+    Arguments:
+        name: a recipe of :data:`RECIPES`.
+        objective: one of the recipe's objectives (default: its ``default_objective``).
+        out: the run folder.
+        data_dir: where full MNIST is (as ``pyro_vae.data.load``'s ``root``).
+        resume: continue the run in ``out`` (it must be of the same recipe and objective).
+        max_minutes: stop at the first checkpoint past this wall-clock budget; resume later.
+        device: ``"cpu"`` or ``"cuda"`` (default: the CPU).
+        table: the Markdown file that gets the run's row (``None``: none).
+        smoke_test: the recipe on the embedded ``mnist5k`` for 2 epochs with tiny
+            evaluations: checks the whole path in seconds; its row says so.
+        progress: print progress.
+
+    Returns:
+        the :class:`~pyro_vae.lab._reproduction.Reproduction`: the history, and the final
+        scores once the run has trained all its epochs (``None`` before).
+
+    Raises:
+        ValueError: an unknown recipe or objective, a run of another recipe or
+            objective in ``out``, or bad data.
+        FileNotFoundError: full MNIST is not in ``data_dir`` and cannot be downloaded.
+    """
+    recipe = get(name)
+    objective = objectives.parse(objective or recipe.default_objective).label
+    recipe.paper_value(objective)  # refuses an objective the recipe does not offer
+    plan = _plan(recipe, smoke_test)
+    train = data.load(plan["dataset"], recipe.train_split if not smoke_test else "train",
+                      root=data_dir)  # fmt: skip
+    test = data.load(plan["dataset"], "test", binarize="static", root=data_dir)
+    anytime = data.subset_rows(plan["dataset"], "test", plan["test_examples"], root=data_dir)
+    valid = None
+    if recipe.valid_split is not None:
+        valid = data.load(plan["dataset"], recipe.valid_split, binarize="static", root=data_dir)
+    # The recipe first: resuming under another one names it before any part of the model.
+    config = {"recipe": name, "smoke_test": smoke_test, **recipe.model, "dataset": plan["dataset"]}
+    folder = RunFolder(out)
+    with folder.lock():
+        torch.manual_seed(0)
+        vae = build_vae(config)
+        if recipe.output_bias_from_data:  # a resumed run then loads its own parameters
+            init.output_bias_from_data_(vae, train)
+        history = fit(
+            vae, train, valid=valid, patience=recipe.patience, objective=objective,
+            valid_objective=recipe.valid_objective,
+            epochs=plan["epochs"],
+            batch_size=recipe.batch_size, lr=recipe.lr, lr_schedule=recipe.lr_schedule,
+            adam_betas=recipe.adam_betas, adam_eps=recipe.adam_eps, binarize=True, seed=0,
+            device=device, out=out, resume=resume, config=config, test=test[anytime],
+            test_every=plan["test_every"], test_samples=plan["test_samples"],
+            max_minutes=max_minutes, progress=progress,
+        )  # fmt: skip
+        scores = None
+        if not history.out_of_time:
+            rows = data.subset_rows(plan["dataset"], "test", plan["eval_examples"], root=data_dir)
+            scores = final_scores(vae, test[rows], plan["eval_samples"], folder,
+                                  recompute=not history.nothing_to_do)  # fmt: skip
+        device_used = device_name(next(vae.parameters()).device)
+        result = Reproduction(
+            recipe, objective, history, scores, Path(out), smoke_test, plan, device_used
+        )
+        write_results(result, table)
+    return result
+
+
+def _plan(recipe: Recipe, smoke_test: bool) -> dict[str, Any]:
+    """The budget and protocol of a run: the recipe's, or the smoke test's."""
+    plan = {
+        "dataset": recipe.dataset, "epochs": recipe.epochs,
+        "eval_samples": recipe.eval_samples, "eval_examples": recipe.eval_examples,
+        "test_every": recipe.test_every, "test_samples": recipe.test_samples,
+        "test_examples": recipe.test_examples,
+    }  # fmt: skip
+    if smoke_test:
+        plan |= {k: v for k, v in _SMOKE.items() if k in plan}
+    schedule = schedules.parse(recipe.lr_schedule)
+    if not smoke_test and schedule.epochs is not None and schedule.epochs != recipe.epochs:
+        raise ValueError(  # a recipe whose schedule and budget disagree is a typo
+            f"recipe {recipe.name!r}: its schedule has {schedule.epochs} epochs, "
+            f"its budget {recipe.epochs}"
+        )
+    return plan
