@@ -45,7 +45,7 @@ from pyro_vae.train._start import already_trained, finished, print_resume, resum
 from pyro_vae.train._state import Position, capture, params_snapshot, restore, restore_params
 from pyro_vae.train._trainer import Trainer
 
-__all__ = ["Setup", "run_training"]
+__all__ = ["Setup", "Run", "run_training"]
 
 
 @dataclass(frozen=True)
@@ -72,173 +72,269 @@ def run_training(
     progress: bool,
 ) -> History:
     """Trains from the start, or from the checkpoint ``state``; writes the run folder."""
-    started = time.monotonic()
-    vae, settings, device, group, folder = (
-        setup.vae, setup.settings, setup.device, setup.group, setup.folder
-    )  # fmt: skip
-    epochs, batch_size, binarize = settings.epochs, settings.batch_size, settings.binarize
-    patience, clip_grad_norm = settings.patience, settings.clip_grad_norm
-    max_rollbacks = setup.max_rollbacks
-    loss = make_objective(settings.objective, settings.num_particles)
-    valid_loss = (
-        loss if settings.valid_objective is None else make_objective(settings.valid_objective, None)
-    )
-    check_inputs(vae, data, valid, binarize, device)
-    if group.distributed:
-        check_same_setup(
-            group,
-            {"data": data_summary(data),
-             "validation data": valid is not None and data_summary(valid),
-             "batch_size": batch_size, "epochs": epochs,
-             "objective": (objective_label(loss), loss.num_particles),
-             "seed": settings.seed, "resume": state is not None, "binarize": binarize,
-             "run folder": folder is not None},
-        )  # fmt: skip
-    data = data.to(device)
-    valid = valid.to(device) if valid is not None else None
-
-    if settings.seed is not None and state is None:
-        pyro.set_rng_seed(settings.seed)
-    saved_lr = state["config"].get("lr") if state is not None else None
-    base_lr = settings.lr or saved_lr or _defaults.LEARNING_RATE
-    schedule = schedules.parse(settings.lr_schedule)
-    trainer = Trainer(
-        setup.model_fn, setup.guide_fn, loss, base_lr, vae, group,
-        betas=settings.adam_betas, eps=settings.adam_eps,
-    )  # fmt: skip
-    valid_trainer = (
-        trainer if valid_loss is loss else Trainer(setup.model_fn, setup.guide_fn, valid_loss, 1.0)
-    )
-    generator = data_generator(device)
-    example = first_batch(data, batch_size, binarize)
-    global_batch = batch_size * group.world_size
+    run = Run(setup, data, valid, progress)
     if state is not None:
-        position, books, best_params = resume_run(
-            state, folder, trainer, vae, generator, example, data, batch_size, settings.lr, device
-        )
+        if run.resume(state):
+            return run.already_trained()
     else:
-        position, books, best_params = start_run(trainer, vae, generator, example)
-    writer = folder if group.is_main else None
-    progress = progress and group.is_main
-    if state is not None and finished(position, books, epochs, patience):
-        return already_trained(vae, folder, position, books, best_params, epochs, writer)
-    run_config = settings.record(
-        base_lr,
-        loss.num_particles,
-        group.world_size,
-        state["config"] if state is not None else None,
-        (position.epoch, position.step),
-    )
-    if writer is not None:
-        writer.start(run_config, resume=state is not None)
-        if state is not None:
-            writer.write_log(books.rows)  # drops rows of work done after the checkpoint
-        if progress and state is not None:
-            print_resume(folder, position, run_config)
+        run.start()
+    return run.train()
 
-    runner = EpochRunner(
-        trainer,
-        data,
-        global_batch,
-        generator,
-        binarize,
-        objective_label(loss),
-        epochs,
-        clip_grad_norm=clip_grad_norm,
-        checkpoint_every=settings.checkpoint_every,
-        progress=progress,
-    )
-    keep_snapshots = settings.on_nonfinite == "rollback"
-    snapshot: dict[str, Any] | None = None
-    rollbacks: list[dict[str, Any]] = []
-    in_a_row = 0
 
-    def save_point(at: Position) -> None:
-        nonlocal snapshot, in_a_row
-        if folder is None and not keep_snapshots:
+class Run:
+    """A training run in progress: its trainer, position in the data, books and save points.
+
+    It holds what the epochs change (the position, the books of validation losses,
+    the best parameters, the last in-memory snapshot and the rollbacks in a row), so
+    that each step of the loop is a method: :meth:`save_point` after each epoch (and
+    every ``checkpoint_every`` steps), :meth:`roll_back` after a non-finite step,
+    :meth:`end_epoch` for validation, the anytime test and the log.
+    """
+
+    def __init__(
+        self, setup: Setup, data: torch.Tensor, valid: torch.Tensor | None, progress: bool
+    ) -> None:
+        self.started = time.monotonic()
+        self.setup, self.settings, self.group = setup, setup.settings, setup.group
+        self.vae, self.folder = setup.vae, setup.folder
+        settings = self.settings
+        self.loss = make_objective(settings.objective, settings.num_particles)
+        self.valid_loss = (
+            self.loss
+            if settings.valid_objective is None
+            else make_objective(settings.valid_objective, None)
+        )
+        check_inputs(self.vae, data, valid, settings.binarize, setup.device)
+        self.data = data.to(setup.device)
+        self.valid = valid.to(setup.device) if valid is not None else None
+        self.writer = self.folder if self.group.is_main else None
+        self.progress = progress and self.group.is_main
+        self.keep_snapshots = settings.on_nonfinite == "rollback"
+        self.snapshot: dict[str, Any] | None = None
+        self.rollbacks: list[dict[str, Any]] = []
+        self.in_a_row = 0
+        self.saved_config: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ start and resume
+
+    def _check_same_setup(self, resuming: bool) -> None:
+        """In a data-parallel run, that every process was given the same run."""
+        if not self.group.distributed:
             return
-        rank_states = None
-        if folder is not None and group.distributed:  # the same condition on every process
-            rank_states = group.all_gather_object(checkpoints.get_rng_state(), "random states")
-        if writer is None and not keep_snapshots:
-            return
-        state = capture(vae, trainer, generator, at, books, run_config)
-        state["data_shape"] = list(data.shape)
-        if rank_states is not None:
-            state["rank_rng_states"] = rank_states
-        if writer is not None:
-            checkpoints.save(state, writer.checkpoint)
-        if keep_snapshots:
-            snapshot, in_a_row = state, 0
+        s = self.settings
+        check_same_setup(
+            self.group,
+            {"data": data_summary(self.data),
+             "validation data": self.valid is not None and data_summary(self.valid),
+             "batch_size": s.batch_size, "epochs": s.epochs,
+             "objective": (objective_label(self.loss), self.loss.num_particles),
+             "seed": s.seed, "resume": resuming, "binarize": s.binarize,
+             "run folder": self.folder is not None},
+        )  # fmt: skip
 
-    if keep_snapshots:
-        snapshot = capture(vae, trainer, generator, position, books, run_config)
-    stopped_early = out_of_time = False
-    # Pyro's distribution checks cost about a tenth of a small step. The data were
-    # checked above; the first step runs with the checks as configured, to catch
-    # a model that builds invalid distributions.
-    validate, first = dist.is_validation_enabled(), True
-    with pyro.validation_enabled(False):
-        while position.epoch <= epochs and not stopped_early:
-            trainer.set_lr(base_lr * schedule.factor(position.epoch))
-            try:
-                runner.run(position, validate_first=validate and first, on_checkpoint=save_point)
-            except NonFiniteLossError as e:
-                if not keep_snapshots or in_a_row >= max_rollbacks:
-                    raise stopped_error(e, folder, keep_snapshots, max_rollbacks) from None
-                in_a_row += 1
-                position, books = restore(snapshot, vae, trainer, generator, random_state=False)
-                to = (position.epoch, position.step)
-                rollbacks.append(
-                    {"epoch": e.epoch, "step": e.step, "objective": e.objective,
-                     "problem": e.problem, "to": to}
-                )  # fmt: skip
-                if group.is_main:
-                    warnings.warn(
-                        f"{e}; rolled back to epoch {to[0]}, step {to[1]} ({in_a_row} of at "
-                        f"most {max_rollbacks} in a row)",
-                        RuntimeWarning,
-                        stacklevel=2,
+    def _make_trainers(self, saved_lr: float | None) -> None:
+        """The trainer (and the validation one), the data order's generator, a first batch."""
+        s = self.settings
+        self.base_lr = s.lr or saved_lr or _defaults.LEARNING_RATE
+        self.schedule = schedules.parse(s.lr_schedule)
+        self.trainer = Trainer(
+            self.setup.model_fn, self.setup.guide_fn, self.loss, self.base_lr, self.vae,
+            self.group, betas=s.adam_betas, eps=s.adam_eps,
+        )  # fmt: skip
+        self.valid_trainer = (
+            self.trainer
+            if self.valid_loss is self.loss
+            else Trainer(self.setup.model_fn, self.setup.guide_fn, self.valid_loss, 1.0)
+        )
+        # After the seed: a binarised first batch draws from the global stream.
+        self.generator = data_generator(self.setup.device)
+        self.example = first_batch(self.data, s.batch_size, s.binarize)
+
+    def start(self) -> None:
+        """A new run: seeds, builds the trainer and starts at epoch 1."""
+        self._check_same_setup(resuming=False)
+        if self.settings.seed is not None:
+            pyro.set_rng_seed(self.settings.seed)
+        self._make_trainers(None)
+        self.position, self.books, self.best_params = start_run(
+            self.trainer, self.vae, self.generator, self.example
+        )
+
+    def resume(self, state: dict[str, Any]) -> bool:
+        """Restores the checkpoint ``state``; returns whether the run had already finished."""
+        self._check_same_setup(resuming=True)
+        self.saved_config = state["config"]
+        self._make_trainers(state["config"].get("lr"))
+        self.position, self.books, self.best_params = resume_run(
+            state, self.folder, self.trainer, self.vae, self.generator, self.example,
+            self.data, self.settings.batch_size, self.settings.lr, self.setup.device,
+        )  # fmt: skip
+        return finished(self.position, self.books, self.settings.epochs, self.settings.patience)
+
+    def already_trained(self) -> History:
+        """The history of a resumed run that had nothing left to do; nothing is written."""
+        return already_trained(
+            self.vae, self.folder, self.position, self.books, self.best_params,
+            self.settings.epochs, self.writer,
+        )  # fmt: skip
+
+    def _open_folder(self) -> None:
+        """Writes the run's config (and, on resume, the log up to the checkpoint)."""
+        resumed = self.saved_config is not None
+        self.run_config = self.settings.record(
+            self.base_lr, self.loss.num_particles, self.group.world_size, self.saved_config,
+            (self.position.epoch, self.position.step),
+        )  # fmt: skip
+        if self.writer is None:
+            return
+        self.writer.start(self.run_config, resume=resumed)
+        if resumed:
+            self.writer.write_log(self.books.rows)  # drops rows of work done after the checkpoint
+            if self.progress:
+                print_resume(self.folder, self.position, self.run_config)
+
+    # ------------------------------------------------------------------ the epochs
+
+    def train(self) -> History:
+        """Trains the remaining epochs; returns the history of the whole run."""
+        self._open_folder()
+        s = self.settings
+        runner = EpochRunner(
+            self.trainer, self.data, s.batch_size * self.group.world_size, self.generator,
+            s.binarize, objective_label(self.loss), s.epochs, clip_grad_norm=s.clip_grad_norm,
+            checkpoint_every=s.checkpoint_every, progress=self.progress,
+        )  # fmt: skip
+        if self.keep_snapshots:
+            self.snapshot = self._capture(self.position)
+        stopped_early = out_of_time = False
+        # Pyro's distribution checks cost about a tenth of a small step. The data were
+        # checked above; the first step runs with the checks as configured, to catch
+        # a model that builds invalid distributions.
+        validate, first = dist.is_validation_enabled(), True
+        with pyro.validation_enabled(False):
+            while self.position.epoch <= s.epochs and not stopped_early:
+                self.trainer.set_lr(self.base_lr * self.schedule.factor(self.position.epoch))
+                try:
+                    runner.run(
+                        self.position,
+                        validate_first=validate and first,
+                        on_checkpoint=self.save_point,
                     )
-                continue
-            first = False
-            check_same_parameters(group, list(zip(trainer.names, trainer.params(), strict=True)))
-            row = {
-                "epoch": position.epoch,
-                "train_loss": position.total / position.seen,
-                "valid_loss": math.nan,
-                "seconds": position.seconds,
-            }  # and "test_log_likelihood" after the epochs the anytime curve measures
-            improved = False
-            if valid is not None:
-                row["valid_loss"] = mean_loss(valid_trainer, valid, batch_size, group)
-                improved = row["valid_loss"] < books.best_loss
-                if improved:
-                    books.best_loss, books.bad_epochs = row["valid_loss"], 0
-                    books.best_epoch = position.epoch
-                    best_params = params_snapshot(vae)
-                else:
-                    books.bad_epochs += 1
-            if setup.anytime.due(row["epoch"], epochs):
-                row["test_log_likelihood"] = setup.anytime.measure(
-                    setup.model_fn, setup.guide_fn, row["epoch"]
-                )
-            books.rows.append(row)
-            stopped_early = patience is not None and books.bad_epochs >= patience
-            position = Position(epoch=position.epoch + 1)
-            # checkpoint.pt first: a crash before best.pt is written is repaired on resume.
-            save_point(position)
-            if writer is not None:
-                if improved:
-                    best = {"epoch": row["epoch"], "params": best_params, "config": run_config}
-                    checkpoints.save(best, writer.best)
-                writer.write_log(books.rows)
-            if progress:
-                print_epoch(row, epochs, valid is not None)
-            if setup.max_minutes is not None and position.epoch <= epochs and not stopped_early:
-                if time.monotonic() - started > 60 * setup.max_minutes:
+                except NonFiniteLossError as e:
+                    self.roll_back(e)
+                    continue
+                first = False
+                stopped_early = self.end_epoch()
+                if self._past_budget() and not stopped_early:
                     out_of_time = True
                     break  # at the checkpoint just saved
-    if best_params is not None and books.best_epoch != books.rows[-1]["epoch"]:
-        restore_params(vae, best_params)
-    return History(books.rows, books.best_epoch, stopped_early, rollbacks, out_of_time=out_of_time)
+        books = self.books
+        if self.best_params is not None and books.best_epoch != books.rows[-1]["epoch"]:
+            restore_params(self.vae, self.best_params)
+        return History(
+            books.rows, books.best_epoch, stopped_early, self.rollbacks, out_of_time=out_of_time
+        )
+
+    def end_epoch(self) -> bool:
+        """Validation, the anytime test, the save point and the log after an epoch.
+
+        Returns whether early stopping ends the run here.
+        """
+        check_same_parameters(
+            self.group, list(zip(self.trainer.names, self.trainer.params(), strict=True))
+        )
+        position, books, s = self.position, self.books, self.settings
+        row = {
+            "epoch": position.epoch,
+            "train_loss": position.total / position.seen,
+            "valid_loss": math.nan,
+            "seconds": position.seconds,
+        }  # and "test_log_likelihood" after the epochs the anytime curve measures
+        improved = False
+        if self.valid is not None:
+            row["valid_loss"] = mean_loss(self.valid_trainer, self.valid, s.batch_size, self.group)
+            improved = row["valid_loss"] < books.best_loss
+            if improved:
+                books.best_loss, books.bad_epochs = row["valid_loss"], 0
+                books.best_epoch = position.epoch
+                self.best_params = params_snapshot(self.vae)
+            else:
+                books.bad_epochs += 1
+        anytime = self.setup.anytime
+        if anytime.due(row["epoch"], s.epochs):
+            row["test_log_likelihood"] = anytime.measure(
+                self.setup.model_fn, self.setup.guide_fn, row["epoch"]
+            )
+        books.rows.append(row)
+        stopped_early = s.patience is not None and books.bad_epochs >= s.patience
+        self.position = Position(epoch=position.epoch + 1)
+        # checkpoint.pt first: a crash before best.pt is written is repaired on resume.
+        self.save_point(self.position)
+        if self.writer is not None:
+            if improved:
+                best = {
+                    "epoch": row["epoch"],
+                    "params": self.best_params,
+                    "config": self.run_config,
+                }
+                checkpoints.save(best, self.writer.best)
+            self.writer.write_log(books.rows)
+        if self.progress:
+            print_epoch(row, s.epochs, self.valid is not None)
+        return stopped_early
+
+    def _past_budget(self) -> bool:
+        """Whether the wall-clock budget is spent with epochs still to train."""
+        budget = self.setup.max_minutes
+        if budget is None or self.position.epoch > self.settings.epochs:
+            return False
+        return time.monotonic() - self.started > 60 * budget
+
+    # ------------------------------------------------------------------ save points
+
+    def _capture(self, at: Position) -> dict[str, Any]:
+        return capture(self.vae, self.trainer, self.generator, at, self.books, self.run_config)
+
+    def save_point(self, at: Position) -> None:
+        """Saves ``checkpoint.pt`` (rank 0) and keeps the in-memory snapshot for rollbacks."""
+        if self.folder is None and not self.keep_snapshots:
+            return
+        rank_states = None
+        if self.folder is not None and self.group.distributed:  # the same on every process
+            rank_states = self.group.all_gather_object(checkpoints.get_rng_state(), "random states")
+        if self.writer is None and not self.keep_snapshots:
+            return
+        state = self._capture(at)
+        state["data_shape"] = list(self.data.shape)
+        if rank_states is not None:
+            state["rank_rng_states"] = rank_states
+        if self.writer is not None:
+            checkpoints.save(state, self.writer.checkpoint)
+        if self.keep_snapshots:
+            self.snapshot, self.in_a_row = state, 0
+
+    def roll_back(self, error: NonFiniteLossError) -> None:
+        """Restores the last snapshot after a non-finite step, or stops the run.
+
+        Raises:
+            NonFiniteLossError: rollbacks are off, or ``max_rollbacks`` in a row failed.
+        """
+        max_rollbacks = self.setup.max_rollbacks
+        if not self.keep_snapshots or self.in_a_row >= max_rollbacks:
+            raise stopped_error(error, self.folder, self.keep_snapshots, max_rollbacks) from None
+        self.in_a_row += 1
+        self.position, self.books = restore(
+            self.snapshot, self.vae, self.trainer, self.generator, random_state=False
+        )
+        to = (self.position.epoch, self.position.step)
+        self.rollbacks.append(
+            {"epoch": error.epoch, "step": error.step, "objective": error.objective,
+             "problem": error.problem, "to": to}
+        )  # fmt: skip
+        if self.group.is_main:
+            warnings.warn(
+                f"{error}; rolled back to epoch {to[0]}, step {to[1]} ({self.in_a_row} of at "
+                f"most {max_rollbacks} in a row)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
