@@ -7,6 +7,7 @@ trains one model per latent size. Their handlers are in :mod:`pyro_vae.cli._anal
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from pyro_vae import data
 from pyro_vae.cli._option_groups import add_common, add_config, add_model
@@ -131,6 +132,17 @@ def add_analysis_commands(
     sub: argparse._SubParsersAction, priors: tuple[str, ...], guides: tuple[str, ...]
 ) -> dict[str, argparse.ArgumentParser]:
     """Adds ``plot``, ``gaps``, ``anomaly``, ``denoise`` and ``sweep``; returns them by name."""
+    return {
+        "plot": _add_plot(sub),
+        "gaps": _add_gaps(sub, priors, guides),
+        "anomaly": _add_anomaly(sub),
+        "denoise": _add_denoise(sub),
+        "sweep": _add_sweep(sub, priors, guides),
+    }
+
+
+def _add_plot(sub: Any) -> argparse.ArgumentParser:
+    """``pyro-vae plot``."""
     plot = sub.add_parser(
         "plot",
         help="figures of a trained model's latent space",
@@ -147,7 +159,13 @@ def add_analysis_commands(
         help=f"comma-separated figures from {', '.join(FIGURES)}, or all (default: all; "
         "all skips the manifold unless the latent size is 2)",
     )
+    return plot
 
+
+def _add_gaps(
+    sub: Any, priors: tuple[str, ...], guides: tuple[str, ...]
+) -> argparse.ArgumentParser:
+    """``pyro-vae gaps``."""
     gaps = sub.add_parser(
         "gaps",
         help="split log p(x) - ELBO into approximation and amortisation gaps",
@@ -175,7 +193,11 @@ def add_analysis_commands(
         default=3,
         help="examples whose posterior is sampled by NUTS for comparison, 0 for none (default: 3)",
     )
+    return gaps
 
+
+def _add_anomaly(sub: Any) -> argparse.ArgumentParser:
+    """``pyro-vae anomaly``."""
     anomaly = sub.add_parser(
         "anomaly",
         help="score examples by log-likelihood and report ROC AUC",
@@ -202,7 +224,11 @@ def add_analysis_commands(
         default=100,
         help="K, importance samples per example (default: 100)",
     )
+    return anomaly
 
+
+def _add_denoise(sub: Any) -> argparse.ArgumentParser:
+    """``pyro-vae denoise``."""
     denoise = sub.add_parser(
         "denoise",
         help="corrupt inputs, reconstruct them, report the error against the clean input",
@@ -224,7 +250,13 @@ def add_analysis_commands(
         default=[0.1, 0.25, 0.5],
         help="corruption levels in [0, 1]: noise sd or fraction of pixels (default: 0.1,0.25,0.5)",
     )
+    return denoise
 
+
+def _add_sweep(
+    sub: Any, priors: tuple[str, ...], guides: tuple[str, ...]
+) -> argparse.ArgumentParser:
+    """``pyro-vae sweep``."""
     sweep = sub.add_parser(
         "sweep",
         help="train one model per latent size and compare them",
@@ -257,4 +289,4 @@ def add_analysis_commands(
     add_test_examples(sweep)
     add_config(sweep)
     add_common(sweep)
-    return {"plot": plot, "gaps": gaps, "anomaly": anomaly, "denoise": denoise, "sweep": sweep}
+    return sweep

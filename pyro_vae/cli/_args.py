@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from pyro_vae import _defaults, data
 from pyro_vae.cli._analysis_args import (
@@ -45,7 +46,19 @@ def make_parser(
     """The parser of ``pyro-vae``, offering the named priors and guides."""
     parser = Parser(prog="pyro-vae", description=description)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser.commands = {
+        "train": _add_train(sub, priors, guides),
+        "evaluate": _add_evaluate(sub),
+        "sample": _add_sample(sub),
+        "compare": _add_compare(sub, priors, guides),
+    }
+    parser.commands |= add_analysis_commands(sub, priors, guides)
+    parser.commands["reproduce"] = add_reproduce_command(sub)
+    return parser
 
+
+def _add_train(sub: Any, priors: tuple[str, ...], guides: tuple[str, ...]) -> Parser:
+    """``pyro-vae train``."""
     train = sub.add_parser(
         "train",
         help="train a VAE and write a run folder",
@@ -109,7 +122,12 @@ def make_parser(
     add_common(train)
     add_eval(train, 1000)
     add_distributed(train)
+    add_classes_option(train, anomaly=True)
+    return train
 
+
+def _add_evaluate(sub: Any) -> Parser:
+    """``pyro-vae evaluate``."""
     ev = sub.add_parser(
         "evaluate",
         help="evaluate a checkpoint",
@@ -123,7 +141,11 @@ def make_parser(
     add_common(ev)
     add_eval(ev, 1000, "example of --split")
     add_distributed(ev)
+    return ev
 
+
+def _add_sample(sub: Any) -> Parser:
+    """``pyro-vae sample``."""
     sm = sub.add_parser(
         "sample",
         help="draw samples from a checkpoint",
@@ -140,7 +162,11 @@ def make_parser(
         "--out", default=None, help="PNG path (default: samples-<seed>.png beside the checkpoint)"
     )
     add_common(sm, data_dir=False)
+    return sm
 
+
+def _add_compare(sub: Any, priors: tuple[str, ...], guides: tuple[str, ...]) -> Parser:
+    """``pyro-vae compare``."""
     cmp = sub.add_parser(
         "compare",
         help="train one model under several objectives and compare them",
@@ -180,10 +206,6 @@ def make_parser(
     add_config(cmp)
     add_common(cmp)
     add_eval(cmp, 5000)
-    add_classes_option(train, anomaly=True)
     add_classes_option(cmp)
     add_test_examples(cmp)
-    parser.commands = {"train": train, "evaluate": ev, "sample": sm, "compare": cmp}
-    parser.commands |= add_analysis_commands(sub, priors, guides)
-    parser.commands["reproduce"] = add_reproduce_command(sub)
-    return parser
+    return cmp

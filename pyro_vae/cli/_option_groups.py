@@ -139,6 +139,22 @@ def add_model(
         p.add_argument(
             "--latent-dim", type=positive_int, default=16, help="size of z (default: 16)"
         )
+    _add_budget(p, resume=resume)
+
+
+def add_distributed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dist-timeout",
+        type=positive_float,
+        default=distributed.DEFAULT_TIMEOUT.total_seconds(),
+        metavar="SECONDS",
+        help="under torchrun: how long a process waits for a silent one before it stops with "
+        "an error (default: %(default)g)",
+    )
+
+
+def _add_budget(p: argparse.ArgumentParser, *, resume: bool) -> None:
+    """Epochs, batch size, learning rate and binarisation: how the model is trained."""
     own = "; with --resume, the run's own" if resume else ""
     p.add_argument(
         "--epochs",
@@ -165,15 +181,4 @@ def add_model(
         help="dynamic: fresh Bernoulli draw of the training images each "
         "step; static: one fixed draw; none: intensities "
         "(default: dynamic for bernoulli, else none)",
-    )
-
-
-def add_distributed(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dist-timeout",
-        type=positive_float,
-        default=distributed.DEFAULT_TIMEOUT.total_seconds(),
-        metavar="SECONDS",
-        help="under torchrun: how long a process waits for a silent one before it stops with "
-        "an error (default: %(default)g)",
     )
