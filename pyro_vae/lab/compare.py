@@ -19,8 +19,6 @@ objective, then measures each on the same held-out data:
 from __future__ import annotations
 
 import copy
-import csv
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,10 +34,8 @@ import torch
 from pyro_vae import plots
 from pyro_vae._atomic import write_atomically
 from pyro_vae._checks import (
-    check_device,
     check_output_path,
     check_positive_int,
-    check_seed,
     check_sizes,
 )
 from pyro_vae._defaults import BATCH_SIZE, EPOCHS, LEARNING_RATE
@@ -47,10 +43,10 @@ from pyro_vae._subsets import shuffled_rows
 from pyro_vae.infer import evaluate, gradients
 from pyro_vae.infer import objectives as objectives_module
 from pyro_vae.infer.objectives import ObjectiveSpec
+from pyro_vae.lab._experiment import check_budget, format_number, warm_up, write_csv
 from pyro_vae.models._data_checks import check_vae_data
 from pyro_vae.models.vae import VAE
 from pyro_vae.train._fit import History, fit
-from pyro_vae.train._setup import check_learning_rate
 
 __all__ = ["Comparison", "compare", "TABLE_COLUMNS", "GRADIENT_COLUMNS"]
 
@@ -115,7 +111,7 @@ class Comparison:
         rule = "|" + "|".join("---" for _ in self.columns) + "|"
         lines = [header, rule]
         for row in self.rows:
-            lines.append("| " + " | ".join(_fmt(row[c]) for c in self.columns) + " |")
+            lines.append("| " + " | ".join(format_number(row[c]) for c in self.columns) + " |")
         return "\n".join(lines) + "\n"
 
     def gradients_markdown(self) -> str:
@@ -139,8 +135,8 @@ class Comparison:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         written = [
-            _write_csv(out / "comparison.csv", self.columns, self.rows),
-            _write_csv(out / "gradients.csv", GRADIENT_COLUMNS, self.gradients),
+            write_csv(out / "comparison.csv", self.columns, self.rows),
+            write_csv(out / "gradients.csv", GRADIENT_COLUMNS, self.gradients),
         ]
         text = self.markdown() + "\n" + (self.gradients_markdown() if self.gradients else "")
         md = write_atomically(out / "comparison.md", lambda f: f.write(text.encode()))
@@ -149,25 +145,6 @@ class Comparison:
         if self.gradients:
             written.append(plots.save_gradient_stats(self.gradients, out / "gradients.png"))
         return written
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return (
-            "nan" if math.isnan(value) else f"{value:.2f}" if abs(value) >= 0.01 else f"{value:.3g}"
-        )
-    return str(value)
-
-
-def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([row[c] for c in columns])
-    tmp.replace(path)
-    return path
 
 
 def _slug(label: str) -> str:
@@ -179,18 +156,6 @@ def _materialise(vae: VAE, x: torch.Tensor) -> None:
     with torch.no_grad(), poutine.block():
         vae.model(x[:2])
         vae.guide(x[:2])
-
-
-def _warm_up(vae: VAE, x: torch.Tensor) -> None:
-    """One throwaway training step on a copy of ``vae``.
-
-    The first optimizer step in a process pays about a second of one-time setup
-    inside torch; without this the first objective's time per epoch would carry it.
-    """
-    scratch = copy.deepcopy(vae)
-    optim = pyro.optim.Adam({"lr": 0.0})
-    pyro.infer.SVI(scratch.model, scratch.guide, optim, objectives_module.make()).step(x[:2])
-    pyro.clear_param_store()
 
 
 def _measure(
@@ -210,25 +175,6 @@ def _measure(
         active_units=evaluate.active_units(vae.guide, x),
     )
     return row
-
-
-def _check_budget(
-    epochs: object,
-    batch_size: object,
-    lr: object,
-    seed: object,
-    device: object,
-    eval_batch_size: object,
-) -> None:
-    """The training budget and set-up of :func:`compare`, checked before any work."""
-    check_positive_int("epochs", epochs)
-    check_positive_int("batch_size", batch_size)
-    check_learning_rate(lr)
-    check_seed(seed)
-    if eval_batch_size is not None:
-        check_positive_int("eval_batch_size", eval_batch_size)
-    if device is not None:
-        check_device("device", device)
 
 
 def compare(
@@ -280,28 +226,17 @@ def compare(
     if not isinstance(vae, VAE):
         raise TypeError(f"compare needs a pyro_vae.VAE, got {type(vae).__name__}")
     specs = objectives_module.parse_list(objectives)
-    bound_ks = tuple(
-        sorted(set(check_sizes("bound_ks", bound_ks, allow_empty=True, indexed=False)))
-    )
-    gradient_ks = tuple(
-        sorted(set(check_sizes("gradient_ks", gradient_ks, allow_empty=True, indexed=False)))
-    )
+    bound_ks, gradient_ks = _ks("bound_ks", bound_ks), _ks("gradient_ks", gradient_ks)
+    if not bound_ks:
+        raise ValueError("bound_ks must hold at least one K")
     num_samples = check_positive_int("num_samples", num_samples)
     gradient_draws = check_positive_int("gradient_draws", gradient_draws)
     gradient_batch_size = check_positive_int("gradient_batch_size", gradient_batch_size)
-    if not bound_ks:
-        raise ValueError("bound_ks must hold at least one K")
-    _check_budget(epochs, batch_size, lr, seed, device, eval_batch_size)
+    check_budget(epochs, batch_size, lr, seed, device, eval_batch_size)
     for name, flag in (("binarize", binarize), ("overwrite", overwrite), ("progress", progress)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
-    for name, x in (("train", train), ("valid", valid), ("test", test)):
-        check_vae_data(vae, x, name, support=not binarize)
-        if binarize and not bool(((x >= 0) & (x <= 1)).all()):
-            raise ValueError(
-                f"binarize=True draws Bernoulli(intensity): {name} must hold intensities in "
-                f"[0, 1], found min {x.min().item():g}, max {x.max().item():g}"
-            )
+    _check_data(vae, {"train": train, "valid": valid, "test": test}, binarize)
     out = check_output_path("out", out, folder=True) if out is not None else None
     if out is not None and (out / "comparison.csv").exists() and not overwrite:
         raise FileExistsError(
@@ -309,81 +244,32 @@ def compare(
         )
 
     pyro.set_rng_seed(seed)
-    held_out = torch.Generator().manual_seed(seed)
-    gradient_x = train[shuffled_rows(len(train), gradient_batch_size, seed=seed).to(train.device)]
-    if binarize:
-        from pyro_vae.data import binarize as draw
-
-        valid, test = draw(valid, held_out), draw(test, held_out)
-        gradient_x = draw(gradient_x, held_out)
+    valid, test, gradient_x = _held_out(train, valid, test, binarize, seed, gradient_batch_size)
     _materialise(vae, valid)
     initial = copy.deepcopy(vae.state_dict())
-    _warm_up(vae, valid)
-
+    warm_up(vae, valid)
+    budget = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "binarize": binarize}
+    budget |= {"seed": seed, "device": device, "progress": progress}
     rows, histories, trained = [], {}, {}
     for spec in specs:
-        label = spec.label
         run_vae = copy.deepcopy(vae)
         run_vae.load_state_dict(initial)
-        pyro.clear_param_store()
-        history = fit(
-            run_vae,
-            train,
-            valid=valid,
-            objective=spec.make(),
-            valid_objective="analytic-kl",
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            binarize=binarize,
-            seed=seed,
-            device=device,
-            out=out / "runs" / _slug(label) if out is not None else None,
-            overwrite=True,
-            config={"objective_spec": label},
-            progress=progress,
-        )
-        histories[label] = history
+        run_out = out / "runs" / _slug(spec.label) if out is not None else None
+        history = _train(run_vae, spec, train, valid, run_out, budget)
+        histories[spec.label], trained[spec.label] = history, run_vae
         run_vae.eval()
-        test_device = test.to(next(run_vae.parameters()).device)
         pyro.set_rng_seed(seed)
-        row = {
-            "objective": label,
-            "epochs": len(history.rows),
-            "seconds_per_epoch": sum(history.column("seconds")) / len(history.rows),
-            "train_loss": history.rows[-1]["train_loss"],
-            "valid_elbo": -min(history.column("valid_loss")),
-        }
-        row.update(_measure(run_vae, test_device, bound_ks, num_samples, eval_batch_size))
-        rows.append(row)
-        trained[label] = run_vae
-
-    gradient_rows = []
+        test_x = test.to(next(run_vae.parameters()).device)
+        rows.append(
+            _row(spec.label, history)
+            | _measure(run_vae, test_x, bound_ks, num_samples, eval_batch_size)
+        )
     reference = specs[0].label
+    gradient_rows = []
     if gradient_ks:
         ref = trained[reference]
         x = gradient_x.to(next(ref.parameters()).device)
-        families: dict[str, ObjectiveSpec] = {}
-        for spec in specs:  # one gradient study per objective and options; K varies
-            families.setdefault(ObjectiveSpec(spec.name, 1, spec.options).label, spec)
-        for family, spec in families.items():
-            for k in gradient_ks:
-                pyro.set_rng_seed(seed)
-                stats = gradients.gradient_stats(
-                    spec.make(num_particles=k), ref.model, ref.guide, x, gradient_draws
-                )
-                for group, s in stats.items():
-                    gradient_rows.append(
-                        {
-                            "objective": family,
-                            "k": k,
-                            "group": group,
-                            "variance": s.variance,
-                            "snr": s.snr,
-                            "mean_norm": s.mean_norm,
-                            "num_draws": s.num_draws,
-                        }
-                    )
+        gradient_rows = _gradient_rows(specs, ref, x, gradient_ks, gradient_draws, seed)
     result = Comparison(
         rows=rows,
         columns=_table_columns(bound_ks),
@@ -395,3 +281,100 @@ def compare(
     if out is not None:
         result.write(out)
     return result
+
+
+def _ks(name: str, ks: Sequence[int]) -> tuple[int, ...]:
+    """Distinct positive K, ascending (possibly none)."""
+    return tuple(sorted(set(check_sizes(name, ks, allow_empty=True, indexed=False))))
+
+
+def _check_data(vae: VAE, splits: dict[str, torch.Tensor], binarize: bool) -> None:
+    """Each split against the VAE; with ``binarize``, intensities in [0, 1]."""
+    for name, x in splits.items():
+        check_vae_data(vae, x, name, support=not binarize)
+        if binarize and not bool(((x >= 0) & (x <= 1)).all()):
+            raise ValueError(
+                f"binarize=True draws Bernoulli(intensity): {name} must hold intensities in "
+                f"[0, 1], found min {x.min().item():g}, max {x.max().item():g}"
+            )
+
+
+def _held_out(
+    train: torch.Tensor,
+    valid: torch.Tensor,
+    test: torch.Tensor,
+    binarize: bool,
+    seed: int,
+    gradient_batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The validation, test and gradient batches, binarised once with ``seed`` if asked."""
+    held_out = torch.Generator().manual_seed(seed)
+    gradient_x = train[shuffled_rows(len(train), gradient_batch_size, seed=seed).to(train.device)]
+    if binarize:
+        from pyro_vae.data import binarize as draw
+
+        valid, test = draw(valid, held_out), draw(test, held_out)
+        gradient_x = draw(gradient_x, held_out)
+    return valid, test, gradient_x
+
+
+def _train(
+    vae: VAE,
+    spec: ObjectiveSpec,
+    train: torch.Tensor,
+    valid: torch.Tensor,
+    out: Path | None,
+    budget: dict[str, Any],
+) -> History:
+    """Trains ``vae`` under one objective, validated on the analytic-KL ELBO."""
+    pyro.clear_param_store()
+    return fit(
+        vae,
+        train,
+        valid=valid,
+        objective=spec.make(),
+        valid_objective="analytic-kl",
+        out=out,
+        overwrite=True,
+        config={"objective_spec": spec.label},
+        **budget,
+    )
+
+
+def _row(label: str, history: History) -> dict[str, Any]:
+    """The training columns of one objective's row."""
+    epochs = len(history.rows)
+    return {
+        "objective": label,
+        "epochs": epochs,
+        "seconds_per_epoch": sum(history.column("seconds")) / epochs,
+        "train_loss": history.rows[-1]["train_loss"],
+        "valid_elbo": -min(history.column("valid_loss")),
+    }
+
+
+def _gradient_rows(
+    specs: Sequence[ObjectiveSpec],
+    vae: VAE,
+    x: torch.Tensor,
+    ks: tuple[int, ...],
+    draws: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Gradient variance and SNR at ``vae``'s parameters: one study per objective family."""
+    families: dict[str, ObjectiveSpec] = {}
+    for spec in specs:  # one gradient study per objective and options; K varies
+        families.setdefault(ObjectiveSpec(spec.name, 1, spec.options).label, spec)
+    rows = []
+    for family, spec in families.items():
+        for k in ks:
+            pyro.set_rng_seed(seed)
+            stats = gradients.gradient_stats(
+                spec.make(num_particles=k), vae.model, vae.guide, x, draws
+            )
+            for group, s in stats.items():
+                rows.append(
+                    {"objective": family, "k": k, "group": group, "variance": s.variance,
+                     "snr": s.snr, "mean_norm": s.mean_norm, "num_draws": s.num_draws}
+                )  # fmt: skip
+    return rows

@@ -32,7 +32,7 @@ from pyro_vae._atomic import write_atomically
 from pyro_vae._checks import check_output_path, check_positive_int, check_sizes
 from pyro_vae._defaults import BATCH_SIZE, EPOCHS, LEARNING_RATE
 from pyro_vae.infer import evaluate, objectives
-from pyro_vae.lab.compare import _check_budget, _fmt, _warm_up, _write_csv
+from pyro_vae.lab._experiment import check_budget, format_number, warm_up, write_csv
 from pyro_vae.models._data_checks import check_vae_data
 from pyro_vae.models.vae import VAE
 from pyro_vae.train._fit import History, fit
@@ -84,7 +84,7 @@ class Sweep:
             "|" + "|".join("---" for _ in self.columns) + "|",
         ]
         for row in self.rows:
-            lines.append("| " + " | ".join(_fmt(row[c]) for c in self.columns) + " |")
+            lines.append("| " + " | ".join(format_number(row[c]) for c in self.columns) + " |")
         return "\n".join(lines) + "\n"
 
     def write(self, out: str | Path) -> list[Path]:
@@ -94,7 +94,7 @@ class Sweep:
         text = self.markdown()
         md = write_atomically(out / "sweep.md", lambda f: f.write(text.encode()))
         return [
-            _write_csv(out / "sweep.csv", self.columns, self.rows),
+            write_csv(out / "sweep.csv", self.columns, self.rows),
             md,
             plots.save_latent_size_sweep(self, out / "latent_size_sweep.png"),
         ]
@@ -191,7 +191,7 @@ def latent_size_sweep(
     if not callable(build):
         raise TypeError(f"build must be a callable latent_dim -> pyro_vae.VAE, got {build!r}")
     dims = _check_latent_dims(latent_dims)
-    _check_budget(epochs, batch_size, lr, seed, None, None)
+    check_budget(epochs, batch_size, lr, seed, None, None)
     num_samples = check_positive_int("num_samples", num_samples)
     if not isinstance(objective, str):
         raise TypeError(
@@ -213,7 +213,7 @@ def latent_size_sweep(
         valid = draw(valid, held_out) if valid is not None else None
         test = draw(test, held_out)
     # One throwaway step pays torch's one-time set-up, which would inflate the first time.
-    _warm_up(vaes[dims[0]], test)
+    warm_up(vaes[dims[0]], test)
     rows, histories = [], {}
     for d, vae in vaes.items():
         pyro.clear_param_store()
