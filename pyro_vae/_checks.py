@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ FLOAT32_MAX = torch.finfo(torch.float32).max
 MAX_LEARNING_RATE = FLOAT32_MAX * (1 - 0.9)
 
 __all__ = [
+    "Activation",
     "FLOAT32_MAX",
     "MAX_LEARNING_RATE",
     "check_data",
@@ -155,7 +156,11 @@ def check_number(name: str, value: object) -> float:
     return float(value)
 
 
-def check_activation(activation: Any) -> Any:
+# A constructor of a nonlinearity, such as ``nn.ReLU``: called once per layer.
+Activation = Callable[[], torch.nn.Module]
+
+
+def check_activation(activation: Any) -> Activation:
     """A constructor of a nonlinearity, such as ``nn.ReLU`` (called once per layer)."""
     if not callable(activation):
         raise TypeError(

@@ -35,10 +35,11 @@ import torch
 from pyro.poutine.runtime import _PYRO_STACK
 from torch.distributions.utils import _standard_normal
 
+from pyro_vae.infer._draw import KLTerm, distribution_name
 from pyro_vae.models._normal import HALF_LOG_2PI, diagonal_normal
 from pyro_vae.models.vae import VAE
 
-__all__ = ["PerExample", "Draw", "match", "guide_distribution", "draw"]
+__all__ = ["PerExample", "FusedDraw", "match", "guide_distribution", "draw"]
 
 
 class PerExample:
@@ -95,8 +96,11 @@ def match(
 
 
 @dataclass
-class Draw:
+class FusedDraw:
     """K particles z ~ q(z|x) for a batch, and the log-densities the estimators need.
+
+    The :class:`~pyro_vae.infer._draw.Draw` of a VAE's own programs: every site has
+    the same scale, and there is one latent site, ``"z"``.
 
     Attributes:
         vae: the VAE whose parts give the densities.
@@ -172,6 +176,41 @@ class Draw:
         """KL(q(z|x) ‖ p(z)) in closed form: ``(B,)``; raises NotImplementedError without one."""
         return self.vae._modules["prior"].kl_from(self.q)
 
+    def example_scale(self) -> float:
+        return self.scale
+
+    def reconstruction(self) -> torch.Tensor:
+        """scale × log p(x|z), averaged over particles: ``(B,)``."""
+        return _particle_mean(self.log_likelihood()) * self.scale
+
+    def kl_terms(self, kind: str, *, groups: bool = False) -> list[KLTerm]:
+        """The KL term of ``"z"``, per example ``(B,)`` (see :meth:`Draw.kl_terms`)."""
+        if groups:
+            raise NotImplementedError("the fused path has no per-dimension KL terms")
+        fallback = None
+        if kind == "analytic":
+            try:
+                return [KLTerm("z", self.kl() * self.scale)]
+            except NotImplementedError:
+                q, p = distribution_name(self.q), distribution_name(self.vae.prior())
+                fallback = f"torch has no closed form for KL({q} ‖ {p})"
+        kl = _particle_mean(self.log_q(path=kind == "path") - self.log_prior())
+        return [KLTerm("z", kl * self.scale, fallback=fallback)]
+
+    def reweight_path(self, coefficient: torch.Tensor) -> bool:
+        if self.z.requires_grad:
+            scaled = coefficient.unsqueeze(-1)
+            self.z.register_hook(lambda g: g * scaled)
+        return True
+
+    def cut_log_densities(self, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError("the fused path reweights z's gradient by a hook")
+
+
+def _particle_mean(t: torch.Tensor) -> torch.Tensor:
+    """``(K, B) -> (B,)``; with one particle a view, not a reduction (a small step's time)."""
+    return t[0] if t.shape[0] == 1 else t.mean(0)
+
 
 def guide_distribution(vae: VAE, x: torch.Tensor) -> Any | None:
     """q(z|x) from the encoder, or ``None`` when it is not shaped as the fused path needs.
@@ -195,7 +234,7 @@ def draw(
     reparameterized: bool = True,
     objective: str = "this objective",
     q: Any | None = None,
-) -> Draw | None:
+) -> FusedDraw | None:
     """Runs the encoder on ``x`` (unless ``q`` is given) and draws ``num_particles`` per example.
 
     Returns ``None``, before drawing anything, when the guide's distribution is
@@ -210,7 +249,7 @@ def draw(
     if not reparameterized:
         # A copy, so a flow's log_prob recomputes (with gradients) what sample() cached.
         z = q.sample((num_particles,)).clone()
-        return Draw(vae=vae, x=x, q=q, z=z, scale=scale)
+        return FusedDraw(vae=vae, x=x, q=q, z=z, scale=scale)
     if not q.has_rsample:
         raise ValueError(
             f"{objective} differentiates through the sample of site 'z', but "
@@ -218,8 +257,8 @@ def draw(
         )
     base = diagonal_normal(q)
     if base is None:
-        return Draw(vae=vae, x=x, q=q, z=q.rsample((num_particles,)), scale=scale)
+        return FusedDraw(vae=vae, x=x, q=q, z=q.rsample((num_particles,)), scale=scale)
     # Normal.rsample's own steps, keeping ε: the same random numbers and the same z.
     loc = base.loc
     noise = _standard_normal((num_particles,) + loc.shape, dtype=loc.dtype, device=loc.device)
-    return Draw(vae=vae, x=x, q=q, z=loc + noise * base.scale, scale=scale, noise=noise)
+    return FusedDraw(vae=vae, x=x, q=q, z=loc + noise * base.scale, scale=scale, noise=noise)

@@ -11,8 +11,12 @@ plate, vectorised) and a KL weight β (1 unless asked otherwise)::
     IWAE_K  = log (1/K) Σ_k w_k                                  (IWAE, DReG)
     L_α     = 1/(1-α) log (1/K) Σ_k w_k^(1-α)                    (RenyiELBO)
 
-Each estimator's loss is the negative bound summed over the batch with the
-sites' scales (``pyro_vae.fit`` scales by 1/B, so its losses are per example).
+Each estimator is written once, over the quantities of one vectorised draw
+(:class:`~pyro_vae.infer._draw.Draw`): a VAE's own programs give them without
+tracing (:mod:`~pyro_vae.infer._fused`), any other Pyro program through its traces
+(:mod:`~pyro_vae.infer._traced`). Each estimator's loss is the negative bound summed
+over the batch with the sites' scales (``pyro_vae.fit`` scales by 1/B, so its losses
+are per example).
 Every bound is computed *per example* and then summed: the logsumexp of the
 importance-weighted bounds runs over particles, never over the batch.
 
@@ -54,10 +58,11 @@ from typing import Any, ClassVar
 
 import pyro.infer
 import torch
-from torch.distributions import Independent, kl_divergence
 
-from pyro_vae.infer import _fused, _particles
+from pyro_vae.infer import _fused, _particles, _programs
+from pyro_vae.infer._draw import Draw, KLTerm, log_weights
 from pyro_vae.infer._particles import Particles
+from pyro_vae.infer._traced import TracedDraw
 
 __all__ = [
     "KLSchedule",
@@ -113,50 +118,24 @@ class KLSchedule:
         return self.beta * min(1.0, step / self.warmup_steps)
 
 
-def _factorised(fn: Any) -> Any:
-    """The scalar base of ``Independent(base, 1)``, or ``None``: where per-dimension terms exist."""
-    if (
-        isinstance(fn, Independent)
-        and fn.reinterpreted_batch_ndims == 1
-        and fn.base_dist.event_shape == ()
-    ):
-        return fn.base_dist
-    return None
-
-
-def _name(fn: Any) -> str:
-    """A distribution's class name, looking through ``Independent`` to its base."""
-    while isinstance(fn, Independent):
-        fn = fn.base_dist
-    return type(fn).__name__
-
-
-def _reduce_groups(t: torch.Tensor, mask: Any, p: Particles) -> torch.Tensor:
-    """``(*batch, G)`` per-dimension terms → ``(K, B, G)``, masked, other plates summed."""
-    if isinstance(mask, torch.Tensor):
-        t = torch.where(mask.unsqueeze(-1), t, t.new_zeros(()))
-    elif mask is False:
-        t = torch.zeros_like(t)
-    groups = t.movedim(-1, 0)
-    reduced = [
-        _particles.reduce_to_particles_and_data(g, True, p.particle_dim, p.data_dim) for g in groups
-    ]
-    return torch.stack(reduced, dim=-1).expand(p.shape + (t.shape[-1],))
-
-
-def _total_scale(scale: Any, p: Particles) -> torch.Tensor | float:
-    """Σ_b s_b over the batch (mean over particles): the weight of one nat per example."""
+def _scaled_sum(per_example: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """Σ_b s_b t_b for per-example values ``(B,)`` and a scale ``(B,)`` or a number."""
     if isinstance(scale, torch.Tensor):
-        return scale.expand(p.shape).mean(0).sum()
-    return scale * p.batch_size
+        return (scale * per_example).sum()
+    return per_example.sum() * scale
+
+
+def _iwae(log_w: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """Σ_b s_b [logsumexp_k log w_kb - log K]: the IWAE bound per example, summed."""
+    return _scaled_sum(torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0]), scale)
 
 
 class ParticleELBO(pyro.infer.ELBO):
     """Base of pyro_vae's estimators: K vectorised particles, per-example bounds.
 
-    Subclasses implement :meth:`_objective`, which turns one vectorised draw into
-    the bound (summed over the batch with the sites' scales) and a surrogate whose
-    gradient is the estimator's.
+    Subclasses implement :meth:`_objective`, which turns one vectorised draw
+    (:class:`~pyro_vae.infer._draw.Draw`) into the bound (summed over the batch with
+    the sites' scales) and a surrogate whose gradient is the estimator's.
 
     Arguments:
         num_particles: K ≥ 1 samples of z per example, drawn in one vectorised pass.
@@ -211,14 +190,14 @@ class ParticleELBO(pyro.infer.ELBO):
     def _check_programs(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> None:
         """Checks the programs and finds their plate nesting, once per pair of programs.
 
-        The check runs them without particles (:func:`_particles.check_programs`),
+        The check runs them without particles (:func:`_programs.check_programs`),
         so that every path (SVI, ``fit``) refuses a program outside the contract
         with the same message, before a particle plate can break it.
         """
         if self._checked is not None and self._checked == (model, guide):
             return
         caller = f"objective {self.objective_name!r}"
-        depth = _particles.check_programs(model, guide, args, kwargs, caller)
+        depth = _programs.check_programs(model, guide, args, kwargs, caller)
         if self._given_nesting is None:
             self.max_plate_nesting = depth
         elif depth > self._given_nesting:
@@ -229,6 +208,7 @@ class ParticleELBO(pyro.infer.ELBO):
         self._checked = (model, guide)
 
     def _run(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Particles:
+        """The traces of one vectorised draw of any Pyro model and guide."""
         self._check_programs(model, guide, args, kwargs)
         p = _particles.run(
             model,
@@ -256,21 +236,13 @@ class ParticleELBO(pyro.infer.ELBO):
         )
 
     def _objective(
-        self, p: Particles, beta: float, grad: bool
+        self, d: Draw, beta: float, grad: bool
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Returns ``(surrogate, bound)``, scalars; ``surrogate`` only when ``grad``."""
         raise NotImplementedError
 
-    def _fused_objective(
-        self, d: _fused.Draw, beta: float, grad: bool
-    ) -> tuple[torch.Tensor | None, torch.Tensor] | None:
-        """:meth:`_objective` on a fused draw of a VAE, or ``None`` where not implemented."""
-        return None
-
-    def _compute(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict, grad: bool
-    ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """``(surrogate, bound)`` by the fused path where it applies, else by tracing."""
+    def _draw(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Draw:
+        """One draw: from a VAE's parts where the fused path applies, else by tracing."""
         matched = _fused.match(model, guide, args, kwargs) if self._fusable() else None
         if matched is not None:
             d = _fused.draw(
@@ -281,24 +253,25 @@ class ParticleELBO(pyro.infer.ELBO):
                 objective=repr(self.objective_name),
             )
             if d is not None:
-                return self._fused_objective(d, self.beta, grad)
-        return self._objective(self._run(model, guide, args, kwargs), self.beta, grad)
+                return d
+        return TracedDraw(self._run(model, guide, args, kwargs))
 
     def _fusable(self) -> bool:
-        """Whether this estimator, with its options, has a fused form."""
-        return type(self)._fused_objective is not ParticleELBO._fused_objective
+        """Whether the fused path computes everything this estimator needs."""
+        return True
 
     def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """The negative bound at the current β, in nats (no gradients)."""
         with torch.no_grad():
-            _, bound = self._compute(model, guide, args, kwargs, grad=False)
+            _, bound = self._objective(self._draw(model, guide, args, kwargs), self.beta, False)
         return -bound.item()
 
     def differentiable_loss(
         self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         """The negative bound as a tensor whose gradient is this estimator's."""
-        surrogate, bound = self._compute(model, guide, args, kwargs, grad=True)
+        d = self._draw(model, guide, args, kwargs)
+        surrogate, bound = self._objective(d, self.beta, True)
         if surrogate is bound:
             return -bound
         loss = -(bound.detach() + surrogate - surrogate.detach())
@@ -326,101 +299,31 @@ class MonteCarloELBO(ParticleELBO):
 
     objective_name = "elbo"
     accepts_free_bits = True
-
-    def _latent_kl(self, p: Particles, name: str, groups: bool) -> torch.Tensor:
-        """The KL term of one latent site, per particle and example: ``(K, B, G)``."""
-        q_site = p.guide_trace.nodes[name]
-        p_site = p.model_site(name)
-        if groups:
-            q_base = _factorised(q_site["fn"])
-            p_base = _factorised(p_site["fn"]) if p_site is not None else None
-            if q_base is not None and (p_site is None or p_base is not None):
-                z = q_site["value"]
-                kl = self._log_q_groups(p, name, q_base, z)
-                if p_site is not None:
-                    kl = kl - _reduce_groups(p_base.log_prob(z), p_site["mask"], p)
-                return kl
-        kl = self._log_q(p, name)
-        if p_site is not None:
-            kl = kl - p.log_prob(p_site)
-        return kl.unsqueeze(-1)
-
-    def kl(self, p: Particles) -> torch.Tensor:
-        """KL(q(z|x) ‖ p(z)) per particle and example, summed over latent sites: ``(K, B)``.
-
-        Estimated as this objective estimates it: by Monte Carlo here, in closed
-        form where one exists for :class:`AnalyticKLELBO`.
-        """
-        return sum(self._latent_kl(p, name, groups=False).squeeze(-1) for name in p.latents)
-
-    def _log_q(self, p: Particles, name: str) -> torch.Tensor:
-        return p.log_prob(p.guide_trace.nodes[name])
-
-    def _log_q_groups(self, p: Particles, name: str, base: Any, z: torch.Tensor) -> torch.Tensor:
-        return _reduce_groups(base.log_prob(z), p.guide_trace.nodes[name]["mask"], p)
-
-    def _objective(self, p, beta, grad):
-        reconstruction = 0.0
-        for site in p.observed:
-            reconstruction = reconstruction + (p.scale(site) * p.log_prob(site)).sum(1).mean(0)
-        free_bits = self.schedule.free_bits
-        kl_total = 0.0
-        for name in p.latents:
-            scale = p.scale(p.guide_trace.nodes[name])
-            model_site = p.model_site(name)
-            if model_site is not None and not _particles.same_scale(scale, p.scale(model_site)):
-                raise ValueError(
-                    f"latent site {name!r} is scaled differently in the model and the guide"
-                )
-            kl = self._latent_kl(p, name, groups=free_bits > 0)  # (K, B, G)
-            kl = (kl * _unsqueeze(scale)).sum(1)  # (K, G)
-            if free_bits > 0:
-                floor = free_bits * _total_scale(scale, p)
-                kl_total = kl_total + torch.clamp(kl.mean(0), min=floor).sum()
-            else:
-                kl_total = kl_total + kl.sum(-1).mean(0)
-        bound = torch.as_tensor(reconstruction - beta * kl_total)
-        return (bound if grad else None), bound
+    kl_kind: ClassVar[str] = "mc"  # how the KL term is estimated (pyro_vae.infer._draw.KL_KINDS)
 
     def _fusable(self) -> bool:
-        return self.schedule.free_bits == 0  # per-dimension KL terms run through the trace
+        return self.schedule.free_bits == 0  # per-dimension KL terms need the traces
 
-    def _fused_kl(self, d: _fused.Draw) -> torch.Tensor:
-        """The KL term per example, averaged over particles: ``(B,)``."""
-        return _particle_mean(d.log_q() - d.log_prior())
+    def _kl_terms(self, d: Draw, *, groups: bool = False) -> list[KLTerm]:
+        return d.kl_terms(self.kl_kind, groups=groups)
 
-    def _fused_objective(self, d, beta, grad):
-        kl = self._fused_kl(d)
-        per_example = _particle_mean(d.log_likelihood()) - (kl if beta == 1 else beta * kl)
-        bound = per_example.sum() * d.scale
+    def kl(self, d: Draw) -> torch.Tensor:
+        """KL(q(z|x) ‖ p(z)) per example, summed over latent sites, as this objective
+        estimates it (by Monte Carlo here; in closed form where one exists for
+        :class:`AnalyticKLELBO`): ``(B,)``, times the sites' scales."""
+        return sum(term.value for term in self._kl_terms(d))
+
+    def _objective(self, d, beta, grad):
+        free_bits = self.schedule.free_bits
+        if free_bits > 0:  # max(λ, KL) per latent dimension, averaged over the batch
+            kl = sum(
+                torch.clamp(t.value.mean(0), min=free_bits * t.total_scale).sum()
+                for t in self._kl_terms(d, groups=True)
+            )
+        else:
+            kl = sum(t.value.sum() for t in self._kl_terms(d))
+        bound = d.reconstruction().sum() - (kl if beta == 1 else beta * kl)
         return (bound if grad else None), bound
-
-
-def _particle_mean(t: torch.Tensor) -> torch.Tensor:
-    """``(K, B) -> (B,)``; with one particle a view, not a reduction (a small step's time)."""
-    return t[0] if t.shape[0] == 1 else t.mean(0)
-
-
-def _unsqueeze(scale: Any) -> Any:
-    return scale.unsqueeze(-1) if isinstance(scale, torch.Tensor) else scale
-
-
-def _path_log_q(p: Particles, name: str) -> torch.Tensor:
-    """log q(z|x) whose gradient keeps the path through z and drops ∂/∂φ log q_φ(z)|_z.
-
-    The value is log q(z|x). The dropped score term is the gradient of
-    log q_φ evaluated at z with its gradient cut; with one latent site the
-    site's own distribution gives it, with several the guide is replayed at the
-    cut values so that the conditioning on earlier latents is cut too.
-    """
-    site = p.guide_trace.nodes[name]
-    if len(p.latents) == 1:
-        score = p.log_prob(site, value=site["value"].detach())
-    else:
-        score = p.log_prob(p.replay_detached("guide").nodes[name])
-    # At a view of z: a flow would otherwise reuse its cached base draw, a route
-    # around z that DReG's gradient hook on z cannot reweight.
-    return p.log_prob(site, value=site["value"].view_as(site["value"])) - score + score.detach()
 
 
 class AnalyticKLELBO(MonteCarloELBO):
@@ -435,62 +338,23 @@ class AnalyticKLELBO(MonteCarloELBO):
     """
 
     objective_name = "analytic-kl"
+    kl_kind = "analytic"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._noted: set[str] = set()
 
-    def _closed_form_blocker(self, p: Particles, name: str) -> str | None:
-        model_order = [
-            n
-            for n, s in p.model_trace.nodes.items()
-            if s["type"] == "sample" and not s["is_observed"]
-        ]
-        before_in_model = set(model_order[: model_order.index(name)])
-        before_in_guide = set(p.latents[: p.latents.index(name)])
-        if not before_in_model <= before_in_guide:
-            later = ", ".join(sorted(before_in_model - before_in_guide))
-            return f"its prior depends on {later}, which the guide samples after it"
-        return None
-
-    def _latent_kl(self, p: Particles, name: str, groups: bool) -> torch.Tensor:
-        model_site = p.model_site(name)
-        if model_site is None:
-            return super()._latent_kl(p, name, groups)
-        reason = self._closed_form_blocker(p, name)
-        if reason is None:
-            q_site = p.guide_trace.nodes[name]
-            q_fn, p_fn = q_site["fn"], model_site["fn"]
-            try:
-                q_base, p_base = _factorised(q_fn), _factorised(p_fn)
-                if groups and q_base is not None and p_base is not None:
-                    return _reduce_groups(kl_divergence(q_base, p_base), q_site["mask"], p)
-                kl = _particles.reduce_to_particles_and_data(
-                    kl_divergence(q_fn, p_fn), q_site["mask"], p.particle_dim, p.data_dim
+    def _kl_terms(self, d: Draw, *, groups: bool = False) -> list[KLTerm]:
+        terms = super()._kl_terms(d, groups=groups)
+        for term in terms:
+            if term.fallback is not None and term.name not in self._noted:
+                self._noted.add(term.name)
+                warnings.warn(
+                    f"analytic-kl: the KL of site {term.name!r} is estimated by Monte Carlo: "
+                    f"{term.fallback}",
+                    stacklevel=5,
                 )
-                return kl.expand(p.shape).unsqueeze(-1)
-            except NotImplementedError:
-                reason = f"torch has no closed form for KL({_name(q_fn)} ‖ {_name(p_fn)})"
-        self._note_fallback(name, reason)
-        return super()._latent_kl(p, name, groups)
-
-    def _note_fallback(self, name: str, reason: str) -> None:
-        if name not in self._noted:
-            self._noted.add(name)
-            warnings.warn(
-                f"analytic-kl: the KL of site {name!r} is estimated by Monte Carlo: {reason}",
-                stacklevel=4,
-            )
-
-    def _fused_kl(self, d: _fused.Draw) -> torch.Tensor:
-        try:
-            return d.kl()
-        except NotImplementedError:
-            prior = d.vae.prior()
-            self._note_fallback(
-                "z", f"torch has no closed form for KL({_name(d.q)} ‖ {_name(prior)})"
-            )
-            return super()._fused_kl(d)
+        return terms
 
 
 class STL(MonteCarloELBO):
@@ -509,6 +373,7 @@ class STL(MonteCarloELBO):
     """
 
     objective_name = "stl"
+    kl_kind = "path"
 
     def __init__(self, num_particles: int = 1, *, bound: str = "elbo", **kwargs: Any) -> None:
         if bound not in ("elbo", "iwae"):
@@ -520,36 +385,10 @@ class STL(MonteCarloELBO):
         super().__init__(num_particles, **kwargs)
         self.bound = bound
 
-    def _log_q(self, p: Particles, name: str) -> torch.Tensor:
-        return _path_log_q(p, name)
-
-    def _log_q_groups(self, p: Particles, name: str, base: Any, z: torch.Tensor) -> torch.Tensor:
-        if len(p.latents) == 1:
-            detached_base = base
-        else:
-            detached_base = _factorised(p.replay_detached("guide").nodes[name]["fn"])
-        score = detached_base.log_prob(z.detach())
-        path = base.log_prob(z) - score + score.detach()
-        return _reduce_groups(path, p.guide_trace.nodes[name]["mask"], p)
-
-    def _objective(self, p, beta, grad):
+    def _objective(self, d, beta, grad):
         if self.bound == "elbo":
-            return super()._objective(p, beta, grad)
-        scale = p.common_scale()
-        log_w = _log_weights(p, beta, path=grad)
-        bound = _iwae(log_w, scale)
-        return (bound if grad else None), bound.detach()
-
-    def _fusable(self) -> bool:
-        return self.schedule.free_bits == 0
-
-    def _fused_kl(self, d: _fused.Draw) -> torch.Tensor:
-        return _particle_mean(d.log_q(path=True) - d.log_prior())
-
-    def _fused_objective(self, d, beta, grad):
-        if self.bound == "elbo":
-            return super()._fused_objective(d, beta, grad)
-        bound = _iwae(_fused_log_weights(d, beta, path=grad), d.scale)
+            return super()._objective(d, beta, grad)
+        bound = _iwae(log_weights(d, beta, path=grad), d.example_scale())
         return (bound if grad else None), bound.detach()
 
 
@@ -568,28 +407,15 @@ class ScoreFunctionELBO(ParticleELBO):
     objective_name = "score-function"
     reparameterized = False
 
-    def _objective(self, p, beta, grad):
-        scale = _per_example_scale(p.common_scale(), p)
-        log_q = sum(p.log_prob(p.guide_trace.nodes[n]) for n in p.latents)
-        log_prior = sum(
-            p.log_prob(p.model_site(n)) for n in p.latents if p.model_site(n) is not None
-        )
-        log_w = p.log_likelihood() + beta * (log_prior - log_q)
-        bound = (scale * log_w.mean(0)).sum()
-        if not grad:
-            return None, bound
-        signal = (log_w - _leave_one_out(log_w)).detach()
-        surrogate = bound + (scale * (signal * log_q).mean(0)).sum()
-        return surrogate, bound
-
-    def _fused_objective(self, d, beta, grad):
+    def _objective(self, d, beta, grad):
+        scale = d.example_scale()
         log_q = d.log_q()
         log_w = d.log_likelihood() + beta * (d.log_prior() - log_q)
-        bound = d.scale * log_w.mean(0).sum()
+        bound = _scaled_sum(log_w.mean(0), scale)
         if not grad:
             return None, bound
         signal = (log_w - _leave_one_out(log_w)).detach()
-        return bound + d.scale * (signal * log_q).mean(0).sum(), bound
+        return bound + _scaled_sum((signal * log_q).mean(0), scale), bound
 
 
 def _leave_one_out(log_w: torch.Tensor) -> torch.Tensor:
@@ -605,41 +431,6 @@ def _leave_one_out(log_w: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- IWAE family
 
 
-def _per_example_scale(scale: Any, p: Particles) -> torch.Tensor | float:
-    """A scale as a ``(B,)`` tensor, or a number; it must not vary over particles."""
-    if not isinstance(scale, torch.Tensor):
-        return scale
-    scale = scale.expand(p.shape)
-    if not torch.equal(scale, scale[:1].expand_as(scale)):
-        raise ValueError("a site's scale must not vary over particles")
-    return scale[0]
-
-
-def _log_weights(p: Particles, beta: float, *, path: bool = False) -> torch.Tensor:
-    """log w_k = log p(x|z_k) + β [log p(z_k) - log q(z_k|x)]: ``(K, B)``.
-
-    With ``path``, log q keeps only its path derivative (see :func:`_path_log_q`).
-    """
-    log_w = p.log_likelihood()
-    for name in p.latents:
-        log_q = _path_log_q(p, name) if path else p.log_prob(p.guide_trace.nodes[name])
-        model_site = p.model_site(name)
-        log_prior = p.log_prob(model_site) if model_site is not None else 0.0
-        log_w = log_w + beta * (log_prior - log_q)
-    return log_w
-
-
-def _fused_log_weights(d: _fused.Draw, beta: float, *, path: bool = False) -> torch.Tensor:
-    """:func:`_log_weights` on a fused draw: ``(K, B)``."""
-    return d.log_likelihood() + beta * (d.log_prior() - d.log_q(path=path))
-
-
-def _iwae(log_w: torch.Tensor, scale: Any) -> torch.Tensor:
-    """Σ_b s_b [logsumexp_k log w_kb - log K]: the IWAE bound per example, summed."""
-    per_example = torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
-    return (scale * per_example).sum()
-
-
 class IWAE(ParticleELBO):
     """``iwae``: the importance-weighted bound log (1/K) Σ_k w_k per example (Burda et al.).
 
@@ -649,16 +440,11 @@ class IWAE(ParticleELBO):
 
     objective_name = "iwae"
 
-    def _bound(self, log_w: torch.Tensor, scale: Any) -> torch.Tensor:
+    def _bound(self, log_w: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
         return _iwae(log_w, scale)
 
-    def _objective(self, p, beta, grad):
-        scale = _per_example_scale(p.common_scale(), p)
-        bound = self._bound(_log_weights(p, beta), scale)
-        return (bound if grad else None), bound
-
-    def _fused_objective(self, d, beta, grad):
-        bound = self._bound(_fused_log_weights(d, beta), d.scale)
+    def _objective(self, d, beta, grad):
+        bound = self._bound(log_weights(d, beta), d.example_scale())
         return (bound if grad else None), bound
 
 
@@ -682,10 +468,10 @@ class RenyiELBO(IWAE):
         super().__init__(num_particles, **kwargs)
         self.alpha = alpha
 
-    def _bound(self, log_w: torch.Tensor, scale: Any) -> torch.Tensor:
+    def _bound(self, log_w: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
         one_minus = 1.0 - self.alpha
         per_example = (torch.logsumexp(one_minus * log_w, 0) - math.log(log_w.shape[0])) / one_minus
-        return (scale * per_example).sum()
+        return _scaled_sum(per_example, scale)
 
 
 class DReG(IWAE):
@@ -703,48 +489,20 @@ class DReG(IWAE):
 
     objective_name = "iwae-dreg"
 
-    def _objective(self, p, beta, grad):
-        scale = _per_example_scale(p.common_scale(), p)
+    def _objective(self, d, beta, grad):
+        scale = d.example_scale()
         if not grad:
-            return None, _iwae(_log_weights(p, beta), scale)
-        hook_shape = _hook_shape(p)
-        if hook_shape is not None:
-            log_w = _log_weights(p, beta, path=True)
-            weights = torch.softmax(log_w.detach(), dim=0)
-            coefficient = ((1 - beta) + beta * weights).reshape(hook_shape)
-            z = p.guide_trace.nodes[p.latents[0]]["value"]
-            if z.requires_grad:
-                z.register_hook(lambda g: g * coefficient)
-            surrogate = (scale * (weights * log_w).sum(0)).sum()
-            return surrogate, _iwae(log_w.detach(), scale)
-        return _dreg_by_replay(p, beta, scale)
-
-    def _fused_objective(self, d, beta, grad):
-        if not grad:
-            return None, _iwae(_fused_log_weights(d, beta), d.scale)
-        log_w = _fused_log_weights(d, beta, path=True)
+            return None, _iwae(log_weights(d, beta), scale)
+        if isinstance(d, TracedDraw) and d.hook_shape() is None:
+            return _dreg_by_replay(d, beta, scale)
+        log_w = log_weights(d, beta, path=True)
         weights = torch.softmax(log_w.detach(), dim=0)
-        if d.z.requires_grad:
-            coefficient = ((1 - beta) + beta * weights).unsqueeze(-1)
-            d.z.register_hook(lambda g: g * coefficient)
-        surrogate = d.scale * (weights * log_w).sum(0).sum()
-        return surrogate, _iwae(log_w.detach(), d.scale)
+        d.reweight_path((1 - beta) + beta * weights)
+        surrogate = _scaled_sum((weights * log_w).sum(0), scale)
+        return surrogate, _iwae(log_w.detach(), scale)
 
 
-def _hook_shape(p: Particles) -> list[int] | None:
-    """The shape that aligns (K, B) weights with the one latent site's value, if usable."""
-    if len(p.latents) != 1:
-        return None
-    site = p.guide_trace.nodes[p.latents[0]]
-    batch_dims = site["value"].dim() - len(site["fn"].event_shape)
-    if batch_dims < -p.particle_dim:
-        return None
-    shape = [1] * batch_dims
-    shape[p.particle_dim], shape[p.data_dim] = p.num_particles, p.batch_size
-    return shape + [1] * len(site["fn"].event_shape)
-
-
-def _dreg_by_replay(p: Particles, beta: float, scale: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _dreg_by_replay(d: Draw, beta: float, scale: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """DReG for any number of latent sites.
 
     With M_k = log p(x|z̄_k) + β log p(z̄_k) and S_k = log q(z̄_k|x) at the cut
@@ -754,19 +512,11 @@ def _dreg_by_replay(p: Particles, beta: float, scale: Any) -> tuple[torch.Tensor
 
     has the decoder's gradient Σ_k w̃_k ∂ψ M_k and the path term c_k ∂log w_k/∂z_k dz_k/dψ.
     """
-    model = p.replay_detached("model")
-    guide = p.replay_detached("guide")
-    cut_model = sum(
-        p.log_prob(s) for s in model.nodes.values() if s["type"] == "sample" and s["is_observed"]
-    )
-    cut_model = cut_model + beta * sum(
-        p.log_prob(model.nodes[n]) for n in p.latents if n in model.nodes
-    )
-    cut_guide = sum(p.log_prob(guide.nodes[n]) for n in p.latents)
-    log_w = _log_weights(p, beta)
+    cut_model, cut_guide = d.cut_log_densities(beta)
+    log_w = log_weights(d, beta)
     weights = torch.softmax(log_w.detach(), dim=0)
     coefficient = (1 - beta) * weights + beta * weights.pow(2)
     per_example = (weights * cut_model + coefficient * (log_w - cut_model + beta * cut_guide)).sum(
         0
     )
-    return (scale * per_example).sum(), _iwae(log_w.detach(), scale)
+    return _scaled_sum(per_example, scale), _iwae(log_w.detach(), scale)

@@ -11,7 +11,7 @@ must be a finite floating tensor; for a VAE's own programs (``vae.model``,
 ``vae.guide``) also of the VAE's dtype, device and event shape and, with the
 model, in the likelihood's support (a guide alone reads any x of that shape).
 Other programs are run once on one example first, by the check the objectives
-share (:func:`pyro_vae.infer._particles.check_programs`): it refuses swapped programs
+share (:func:`pyro_vae.infer._programs.check_programs`): it refuses swapped programs
 (a "model" that observes nothing, a "guide" that observes x), a VAE object
 passed instead of ``vae.model`` or ``vae.guide``, and sites outside the data
 plate, and finds how deep the programs nest their plates.
@@ -33,9 +33,10 @@ import torch
 from pyro.poutine.util import prune_subsample_sites
 
 from pyro_vae._checks import check_positive_float, check_positive_int
-from pyro_vae.infer import _fused, _particles, estimators
+from pyro_vae.infer import _fused, _particles, _programs, estimators
 from pyro_vae.infer._logsumexp import StreamedLogSumExp
 from pyro_vae.infer._programs import check_programs_and_data
+from pyro_vae.infer._traced import TracedDraw
 from pyro_vae.models.guides import location
 
 __all__ = [
@@ -70,11 +71,11 @@ def _does_not_fit(x: torch.Tensor, error: Exception) -> ValueError:
 def _check_program(model: ModelFn, guide: ModelFn, x: torch.Tensor, caller: str) -> int:
     """Checks the programs on one example; returns their plate nesting (at least 1).
 
-    The objectives' own check (:func:`pyro_vae.infer._particles.check_programs`), on
+    The objectives' own check (:func:`pyro_vae.infer._programs.check_programs`), on
     ``x[:1]`` so that it costs one example's run; an error of the programs on
     that example is reported as x not fitting them.
     """
-    return _particles.check_programs(
+    return _programs.check_programs(
         model, guide, (x[:1],), {}, caller, program_error=lambda e: _does_not_fit(x, e)
     )
 
@@ -340,7 +341,7 @@ def elbo_terms(
                 model, guide, (x[start : start + batch_size],), {}, num_samples, depth
             )
             reconstruction.append(p.log_likelihood().mean(0))
-            kl.append(estimator.kl(p).mean(0))
+            kl.append(estimator.kl(TracedDraw(p)))
     return torch.cat(reconstruction), torch.cat(kl)
 
 
@@ -357,7 +358,7 @@ def unit_activity(
     """
     batch_size = check_positive_int("batch_size", batch_size)
     check_programs_and_data(None, guide, x, guide_only=True)
-    _particles.refuse_vae_object(guide, "guide", "unit_activity")
+    _programs.refuse_vae_object(guide, "guide", "unit_activity")
     means: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad(), poutine.block():
         for start in range(0, len(x), batch_size):

@@ -45,6 +45,7 @@ from torch import nn
 
 from pyro_vae.infer import _particles, estimators, objectives
 from pyro_vae.infer._fused import PerExample as _per_example
+from pyro_vae.infer._traced import TracedDraw
 from pyro_vae.models.guides import Guide
 from pyro_vae.models.linear_gaussian import LinearGaussian
 
@@ -700,11 +701,11 @@ def test_dreg_hook_and_replay_paths_agree_on_one_latent_site(beta):
     params, k, seed = parameters(vae), 5, 8
     objective = estimators.DReG(k, beta=beta)
     hook_draw = one_draw(vae.model, vae.guide, x, k, seed)
-    assert estimators._hook_shape(hook_draw) is not None
-    hook_surrogate, hook_bound = objective._objective(hook_draw, beta, True)
+    assert TracedDraw(hook_draw).hook_shape() is not None
+    hook_surrogate, hook_bound = objective._objective(TracedDraw(hook_draw), beta, True)
     hook = flat_grad(-hook_surrogate, params)
     replay_surrogate, replay_bound = estimators._dreg_by_replay(
-        one_draw(vae.model, vae.guide, x, k, seed), beta, 1.0
+        TracedDraw(one_draw(vae.model, vae.guide, x, k, seed)), beta, 1.0
     )
     replay = flat_grad(-replay_surrogate, params)
     torch.testing.assert_close(hook, replay, rtol=1e-10, atol=1e-10)
@@ -722,7 +723,7 @@ def test_dreg_on_two_latent_sites_replays_the_model_and_is_unbiased_for_iwae():
     gradient Σ_k w̃_k² ∂log w_k/∂z_k dz_k/dφ equals IWAE's Σ_k w̃_k ∇φ log w_k (Tucker et al.)."""
     net, x, params = two_layer_setup()
     k, seed = 5, 4
-    assert estimators._hook_shape(one_draw(net.model, net.guide, x, k, seed)) is None
+    assert TracedDraw(one_draw(net.model, net.guide, x, k, seed)).hook_shape() is None
     per_draw = {}
     for name in ("iwae-dreg", "iwae"):
         pyro.set_rng_seed(seed)
