@@ -7,6 +7,7 @@ that a bad argument never surfaces as an error from deep inside torch.
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from collections.abc import Callable, Sequence
@@ -35,6 +36,8 @@ __all__ = [
     "FLOAT32_MAX",
     "MAX_LEARNING_RATE",
     "check_data",
+    "check_int_at_least",
+    "check_finite_at_least",
     "check_positive_int",
     "check_positive_float",
     "check_number",
@@ -57,6 +60,22 @@ def check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def check_int_at_least(name: str, value: object, *, low: int) -> int:
+    """``value`` as an int ≥ ``low`` (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+    return value
+
+
+def check_finite_at_least(name: str, value: object, *, low: float = 0.0) -> float:
+    """``value`` as a finite float ≥ ``low`` (an int or a float, not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be ≥ {low:g}, got {value!r}")
+    return float(value)
 
 
 def check_positive_float(name: str, value: object) -> float:

@@ -39,6 +39,7 @@ from typing import Any
 
 import pyro.infer
 
+from pyro_vae._checks import check_int_at_least
 from pyro_vae.infer import estimators
 
 __all__ = ["OBJECTIVES", "DEFAULT_OBJECTIVE", "ObjectiveSpec", "make", "parse", "parse_list"]
@@ -100,8 +101,7 @@ def _jit_elbo(name: str, num_particles: int, options: dict[str, Any]) -> pyro.in
     extra = sorted(k for k in options if k != "max_plate_nesting")
     if extra:
         raise ValueError(f"jit=True runs Pyro's JitTrace_ELBO, which has no option {extra[0]!r}")
-    if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
-        raise ValueError(f"num_particles must be an integer ≥ 1, got {num_particles!r}")
+    check_int_at_least("num_particles", num_particles, low=1)
     return pyro.infer.JitTrace_ELBO(
         num_particles=num_particles,
         vectorize_particles=num_particles > 1,
@@ -117,8 +117,7 @@ def _pyro_nesting(given: Any, num_particles: int) -> float:
     """
     if given is None:
         return float("inf")
-    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
-        raise ValueError(f"max_plate_nesting must be an integer ≥ 1, got {given!r}")
+    check_int_at_least("max_plate_nesting", given, low=1)
     return given + 1 if num_particles > 1 else given
 
 

@@ -265,11 +265,9 @@ def compare(
             | _measure(run_vae, test_x, bound_ks, num_samples, eval_batch_size)
         )
     reference = specs[0].label
-    gradient_rows = []
-    if gradient_ks:
-        ref = trained[reference]
-        x = gradient_x.to(next(ref.parameters()).device)
-        gradient_rows = _gradient_rows(specs, ref, x, gradient_ks, gradient_draws, seed)
+    gradient_rows = _gradient_rows(
+        specs, trained[reference], gradient_x, gradient_ks, gradient_draws, seed
+    )
     result = Comparison(
         rows=rows,
         columns=_table_columns(bound_ks),
@@ -362,6 +360,7 @@ def _gradient_rows(
     seed: int,
 ) -> list[dict[str, Any]]:
     """Gradient variance and SNR at ``vae``'s parameters: one study per objective family."""
+    x = x.to(next(vae.parameters()).device)
     families: dict[str, ObjectiveSpec] = {}
     for spec in specs:  # one gradient study per objective and options; K varies
         families.setdefault(ObjectiveSpec(spec.name, 1, spec.options).label, spec)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.distributions import kl_divergence
 
-from pyro_vae._checks import check_event_shape, check_sample
+from pyro_vae._checks import check_event_shape, check_positive_int, check_sample
 
 __all__ = ["Prior"]
 
@@ -21,8 +21,7 @@ class Prior(nn.Module, ABC):
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        check_positive_int("latent_dim", latent_dim)
         self.latent_dim = latent_dim
 
     @abstractmethod

@@ -21,7 +21,7 @@ from pyro.nn import ConditionalAutoRegressiveNN, ConditionalDenseNN
 from torch import nn
 from torch.nn import functional as F
 
-from pyro_vae._checks import check_number
+from pyro_vae._checks import check_number, check_positive_int
 from pyro_vae._defaults import NUM_FLOWS
 from pyro_vae.models._flows import ConditionalAffineAutoregressiveStep
 
@@ -72,8 +72,7 @@ class Guide(nn.Module, ABC):
         super().__init__()
         if not isinstance(net, nn.Module):
             raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        check_positive_int("latent_dim", latent_dim)
         self.net = net
         self.latent_dim = latent_dim
 
@@ -219,8 +218,7 @@ class FullCovarianceNormal(Guide):
 
 
 def _check_flow_arguments(num_flows: int, hidden: Sequence[int] | None, default: int) -> list[int]:
-    if isinstance(num_flows, bool) or not isinstance(num_flows, int) or num_flows < 1:
-        raise ValueError(f"num_flows must be a positive integer, got {num_flows!r}")
+    check_positive_int("num_flows", num_flows)
     if hidden is not None and (
         isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence)
     ):
@@ -266,8 +264,7 @@ class _ConditionalFlowGuide(Guide):
         super().__init__(net, latent_dim)
         self.min_scale = _check_min_scale(min_scale)
         hidden = _check_flow_arguments(num_flows, hidden, max(16, 4 * latent_dim))
-        if isinstance(context_dim, bool) or not isinstance(context_dim, int) or context_dim < 1:
-            raise ValueError(f"context_dim must be a positive integer, got {context_dim!r}")
+        check_positive_int("context_dim", context_dim)
         self.head = _head(net, 2 * latent_dim)
         self.context = _head(net, context_dim)
         self.flows = nn.ModuleList(

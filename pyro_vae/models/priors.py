@@ -231,8 +231,7 @@ class FlowPrior(Prior):
             self.flows = nn.ModuleList(transforms)
             self.inverted = False
             return
-        if isinstance(num_flows, bool) or not isinstance(num_flows, int) or num_flows < 1:
-            raise ValueError(f"num_flows must be a positive integer, got {num_flows!r}")
+        check_positive_int("num_flows", num_flows)
         hidden = check_sizes("hidden", hidden) if hidden is not None else [max(16, 4 * latent_dim)]
         if min(hidden) < latent_dim:
             raise ValueError(

@@ -184,8 +184,7 @@ class VAE(PyroModule):
 
 
 def _check_num_samples(num_samples: int) -> None:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    check_positive_int("num_samples", num_samples)
 
 
 def _check_layers(data_dim: int, layers: object, likelihood: object, activation: object) -> None:
