@@ -30,6 +30,7 @@ from pyro_vae.train import checkpoints, distributed, schedules
 from pyro_vae.train import runs as _runs
 from pyro_vae.train._fit import History, NonFiniteLossError, fit
 from pyro_vae.train._run_folder import RunFolderLocked
+from pyro_vae.train.options import FitOptions
 from pyro_vae.train.runs import Run, load_run
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "HierarchicalVAE",
     "History",
     "fit",
+    "FitOptions",
     "NonFiniteLossError",
     "RunFolderLocked",
     "load_run",

@@ -36,6 +36,11 @@ __all__ = [
     "FLOAT32_MAX",
     "MAX_LEARNING_RATE",
     "check_data",
+    "check_data_shape",
+    "check_data_values",
+    "check_finite_data",
+    "check_support",
+    "check_tensor",
     "check_int_at_least",
     "check_finite_at_least",
     "check_positive_int",
@@ -62,10 +67,11 @@ def check_positive_int(name: str, value: object) -> int:
     return value
 
 
-def check_int_at_least(name: str, value: object, *, low: int) -> int:
-    """``value`` as an int ≥ ``low`` (not a bool)."""
+def check_int_at_least(name: str, value: object, *, low: int, why: str = "") -> int:
+    """``value`` as an int ≥ ``low`` (not a bool); ``why`` explains the bound in the message."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{name} must be an integer >= {low}{reason}, got {value!r}")
     return value
 
 
@@ -230,6 +236,12 @@ def check_data(
     or Inf, has the wrong event shape, or has values outside the likelihood's
     support (such as 0-255 pixels fed to a Bernoulli likelihood).
     """
+    return check_data_values(check_tensor(x, name), name, likelihood, event_shape)
+
+
+def check_tensor(x: object, name: str = "x") -> torch.Tensor:
+    """The part of :func:`check_data` that reads no values: a floating tensor
+    ``(N, *event_shape)`` with N ≥ 1 and at least one data dimension."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -241,14 +253,44 @@ def check_data(
         raise ValueError(
             f"{name} must have shape (N, *event_shape) with N >= 1, got {tuple(x.shape)}"
         )
+    return x
+
+
+def check_data_values(
+    x: torch.Tensor,
+    name: str = "x",
+    likelihood: Support | None = None,
+    event_shape: torch.Size | tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """The rest of :func:`check_data`, for a tensor :func:`check_tensor` passed: the
+    event shape, then the values (finite, in the likelihood's support)."""
+    check_data_shape(x, name, event_shape)
+    check_finite_data(x, name)
+    return check_support(x, name, likelihood)
+
+
+def check_data_shape(
+    x: torch.Tensor, name: str, event_shape: torch.Size | tuple[int, ...] | None
+) -> torch.Tensor:
+    """``x`` of shape ``(N, *event_shape)`` (any event shape when it is ``None``)."""
     if event_shape is not None and tuple(x.shape[1:]) != tuple(event_shape):
         raise ValueError(
             f"{name} has event shape {tuple(x.shape[1:])}, the model expects {tuple(event_shape)}"
         )
+    return x
+
+
+def check_finite_data(x: torch.Tensor, name: str) -> torch.Tensor:
+    """``x`` without NaN or Inf (one pass over its values)."""
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = int((~finite).sum())
         raise ValueError(f"{name} holds {bad} NaN or infinite values")
+    return x
+
+
+def check_support(x: torch.Tensor, name: str, likelihood: Support | None) -> torch.Tensor:
+    """``x`` in the support of ``likelihood`` (anything when it is ``None``)."""
     if likelihood is not None and not bool(likelihood.support.check(x).all()):
         raise ValueError(
             f"{name} has values outside the support of the {type(likelihood).__name__} "

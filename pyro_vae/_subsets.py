@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from pyro_vae._checks import check_positive_int, check_seed
+from pyro_vae._checks import check_int_at_least, check_positive_int, check_seed
 
 __all__ = ["balanced_rows", "shuffled_rows"]
 
@@ -41,8 +41,7 @@ def shuffled_rows(num_rows: int, num: int | None, *, seed: int = 0) -> torch.Ten
     Returns:
         Int64 tensor ``(min(num, num_rows),)`` of distinct row indices, in drawn order.
     """
-    if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 0:
-        raise ValueError(f"num_rows must be an integer >= 0, got {num_rows!r}")
+    check_int_at_least("num_rows", num_rows, low=0)
     num = _check_size(num)
     generator = torch.Generator().manual_seed(check_seed(seed))
     return torch.randperm(num_rows, generator=generator)[:num]

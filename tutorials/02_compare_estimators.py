@@ -71,17 +71,15 @@ def part2_compare(args: argparse.Namespace) -> pv.Comparison:
         pv.likelihoods.Bernoulli(pv.nets.MLP(latent, [hidden], 784)),
         pv.guides.DiagonalNormal(pv.nets.MLP(784, [hidden]), latent_dim=latent),
     )
+    # What every run shares, checked once: the same options pv.fit takes.
+    options = pv.FitOptions(epochs=args.epochs, batch_size=100, lr=1e-3, binarize=True, seed=0)
     return pv.compare(
         vae,
         train,
         valid=valid,
         test=test,
         objectives=args.objectives,
-        epochs=args.epochs,
-        batch_size=100,
-        lr=1e-3,
-        binarize=True,
-        seed=0,
+        options=options,
         out=args.out,
         overwrite=True,
         bound_ks=args.bound_ks,

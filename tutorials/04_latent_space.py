@@ -182,11 +182,10 @@ def part3(data: Data, args: argparse.Namespace, out: Path) -> pv.sweep.Sweep:
         data.test,
         args.sweep_dims,
         valid=data.valid,
-        epochs=args.sweep_epochs,
-        batch_size=100,
-        binarize=True,
+        options=pv.FitOptions(
+            epochs=args.sweep_epochs, batch_size=100, binarize=True, seed=args.seed
+        ),
         num_samples=args.sweep_samples,
-        seed=args.seed,
     )
     sweep.write(out)  # sweep.csv, sweep.md, latent_size_sweep.png
     return sweep

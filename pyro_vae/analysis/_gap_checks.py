@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pyro_vae._checks import check_number
+from pyro_vae._checks import check_int_at_least, check_number
 from pyro_vae.models.guides import Guide
 from pyro_vae.models.vae import VAE, HierarchicalVAE
 
@@ -80,6 +80,5 @@ def check_tolerance(tolerance: object) -> float:
 
 
 def check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return value
+    """``value`` as an int ≥ 0."""
+    return check_int_at_least(name, value, low=0)

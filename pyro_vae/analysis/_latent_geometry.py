@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from pyro_vae._checks import check_latents, check_positive_int, check_seed
+from pyro_vae._checks import check_int_at_least, check_latents, check_positive_int, check_seed
 
 __all__ = ["INTERPOLATIONS", "EMBEDDINGS", "interpolate", "traverse", "pca", "embed"]
 
@@ -52,8 +52,7 @@ def interpolate(
         )
     if z0.dtype != z1.dtype:
         raise TypeError(f"z0 has dtype {z0.dtype} but z1 has {z1.dtype}; give both one dtype")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"num_steps must be an integer >= 2 (both endpoints), got {num_steps!r}")
+    check_int_at_least("num_steps", num_steps, low=2, why="both endpoints")
     if method not in INTERPOLATIONS:
         raise ValueError(f"method must be one of {INTERPOLATIONS}, got {method!r}")
     t = torch.linspace(0, 1, num_steps, dtype=z0.dtype, device=z0.device)

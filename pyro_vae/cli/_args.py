@@ -32,7 +32,7 @@ from pyro_vae.infer import objectives
 from pyro_vae.lab.compare import DEFAULT_OBJECTIVES
 from pyro_vae.models.registry import BINARIZE, LIKELIHOODS, NETS
 from pyro_vae.plots import MAX_GRID_IMAGES
-from pyro_vae.train._options import ON_NONFINITE
+from pyro_vae.train.options import ON_NONFINITE
 
 __all__ = ["make_parser", "LIKELIHOODS", "NETS", "BINARIZE"]
 
@@ -205,6 +205,7 @@ def _add_compare(sub: Any, priors: tuple[str, ...], guides: tuple[str, ...]) -> 
     cmp.add_argument("--no-progress", action="store_true", help="no progress output")
     add_config(cmp)
     add_common(cmp)
+    add_optimizer_options(cmp)
     add_eval(cmp, 5000)
     add_classes_option(cmp)
     add_test_examples(cmp)

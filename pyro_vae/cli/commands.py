@@ -57,6 +57,7 @@ from pyro_vae.train import distributed
 from pyro_vae.train._data_parallel import fork_random_streams
 from pyro_vae.train._fit import fit
 from pyro_vae.train._run_folder import RunFolder
+from pyro_vae.train.options import FitOptions
 
 __all__ = ["main", "build_vae"]
 
@@ -146,22 +147,23 @@ def _fit_and_report(
 ) -> None:
     info = data.info(run.config["dataset"])
     train_x, valid_x, test_x = splits
+    options = FitOptions(
+        binarize=run.config["binarization"] == "dynamic", config=run.config, **run.fit_options
+    )
     history = fit(
         vae,
         train_x,
+        options,
         valid=valid_x,
-        binarize=run.config["binarization"] == "dynamic",
         device=device,
         out=out,
         resume=args.resume,
         overwrite=args.overwrite,
-        config=run.config,
         progress=not args.no_progress,
         max_minutes=args.max_minutes,
         test=test_x if args.test_every is not None else None,
         test_every=args.test_every,
         test_samples=args.test_samples,
-        **run.fit_options,
     )
     if history.nothing_to_do:
         return  # fit said so; the run's metrics and figures stay as they are
@@ -237,11 +239,16 @@ def _compare_and_report(
         valid=valid_x,
         test=test_x,
         objectives=args.objectives,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr if args.lr is not None else 1e-3,
-        binarize=config["binarization"] == "dynamic",
-        seed=args.seed,
+        options=FitOptions(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            binarize=config["binarization"] == "dynamic",
+            seed=args.seed,
+            lr_schedule=args.lr_schedule,
+            adam_betas=args.adam_betas,
+            adam_eps=args.adam_eps,
+        ),
         device=device,
         out=args.out,
         overwrite=args.overwrite,

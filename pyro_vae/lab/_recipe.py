@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyro_vae.infer import objectives
+from pyro_vae.train.options import FitOptions
 
 __all__ = ["Recipe"]
 
@@ -73,3 +74,14 @@ class Recipe:
             )
         against = self.compare_with.get(spec, spec)
         return self.published[against], against
+
+    def fit_options(self, objective: str, epochs: int | None = None) -> FitOptions:
+        """The recipe's training options with ``objective``: dynamic binarisation,
+        seed 0, and the paper's optimisation (``epochs``: a shorter budget, such as
+        a smoke test's)."""
+        return FitOptions(
+            objective=objective, valid_objective=self.valid_objective, patience=self.patience,
+            epochs=epochs if epochs is not None else self.epochs, batch_size=self.batch_size,
+            lr=self.lr, lr_schedule=self.lr_schedule, adam_betas=self.adam_betas,
+            adam_eps=self.adam_eps, binarize=True, seed=0,
+        )  # fmt: skip

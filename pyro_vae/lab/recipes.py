@@ -213,14 +213,10 @@ def reproduce(
         vae = build_vae(config)
         if recipe.output_bias_from_data:  # a resumed run then loads its own parameters
             init.output_bias_from_data_(vae, train)
+        options = recipe.fit_options(objective, plan["epochs"]).replace(config=config)
         history = fit(
-            vae, train, valid=valid, patience=recipe.patience, objective=objective,
-            valid_objective=recipe.valid_objective,
-            epochs=plan["epochs"],
-            batch_size=recipe.batch_size, lr=recipe.lr, lr_schedule=recipe.lr_schedule,
-            adam_betas=recipe.adam_betas, adam_eps=recipe.adam_eps, binarize=True, seed=0,
-            device=device, out=out, resume=resume, config=config, test=test[anytime],
-            test_every=plan["test_every"], test_samples=plan["test_samples"],
+            vae, train, options, valid=valid, device=device, out=out, resume=resume,
+            test=test[anytime], test_every=plan["test_every"], test_samples=plan["test_samples"],
             max_minutes=max_minutes, progress=progress,
         )  # fmt: skip
         scores = None

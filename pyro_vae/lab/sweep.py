@@ -30,12 +30,18 @@ import torch
 from pyro_vae import plots
 from pyro_vae._atomic import write_atomically
 from pyro_vae._checks import check_output_path, check_positive_int, check_sizes
-from pyro_vae._defaults import BATCH_SIZE, EPOCHS, LEARNING_RATE
-from pyro_vae.infer import evaluate, objectives
-from pyro_vae.lab._experiment import check_budget, format_number, warm_up, write_csv
-from pyro_vae.models._data_checks import check_vae_data
+from pyro_vae.infer import evaluate
+from pyro_vae.lab._experiment import (
+    check_splits,
+    experiment_options,
+    format_number,
+    train_one,
+    warm_up,
+    write_csv,
+)
 from pyro_vae.models.vae import VAE
-from pyro_vae.train._fit import History, fit
+from pyro_vae.train._fit import History, RunControls
+from pyro_vae.train.options import FitOptions
 
 __all__ = ["Sweep", "latent_size_sweep", "SWEEP_COLUMNS"]
 
@@ -122,18 +128,6 @@ def _build(build: Callable[[int], VAE], latent_dim: int, seed: int) -> VAE:
     return vae
 
 
-def _check_data(vae: VAE, data: dict[str, torch.Tensor | None], binarize: bool) -> None:
-    for name, x in data.items():
-        if x is None:
-            continue
-        check_vae_data(vae, x, name, support=not binarize)
-        if binarize and not bool(((x >= 0) & (x <= 1)).all()):
-            raise ValueError(
-                f"binarize=True draws Bernoulli(intensity): {name} must hold intensities in "
-                f"[0, 1], found min {x.min().item():g}, max {x.max().item():g}"
-            )
-
-
 def _measure(vae: VAE, test: torch.Tensor, num_samples: int) -> dict[str, Any]:
     log_px, stderr = evaluate.log_likelihood(
         vae.model, vae.guide, test, num_samples, return_stderr=True
@@ -157,33 +151,33 @@ def latent_size_sweep(
     latent_dims: Sequence[int],
     *,
     valid: torch.Tensor | None = None,
-    epochs: int = EPOCHS,
-    batch_size: int = BATCH_SIZE,
-    lr: float = LEARNING_RATE,
-    objective: str = "analytic-kl",
-    binarize: bool = False,
+    options: FitOptions | None = None,
     num_samples: int = 1000,
-    seed: int = 0,
     progress: bool = False,
+    **settings: Any,
 ) -> Sweep:
     """Trains ``build(d)`` for every latent size d under identical conditions and measures each.
 
     Every model is built with the random stream seeded by ``seed`` and trained by
-    :func:`pyro_vae.fit` with the same ``seed``, so the data order and the
-    binarisation draws are the same for every size. With ``binarize``, ``valid``
-    and ``test`` are binarised once, with a generator seeded by ``seed``.
+    :func:`pyro_vae.fit` with the same :class:`~pyro_vae.FitOptions` (``options``,
+    or its fields as keywords: ``objective``, ``epochs``, ``batch_size``, ``lr``,
+    ``binarize``, ``seed``, ``lr_schedule`` and the rest), so the data order and
+    the binarisation draws are the same for every size. As in
+    :func:`pyro_vae.compare`, the seed defaults to 0 and the validation loss to the
+    closed-form-KL ELBO. With ``binarize``, ``valid`` and ``test`` are binarised
+    once, with a generator seeded by ``seed``.
 
     Arguments:
         build: ``build(latent_dim) -> pyro_vae.VAE`` of that latent size.
         train, test: data ``(N, *event_shape)`` (intensities in [0, 1] with ``binarize``).
         latent_dims: distinct positive latent sizes (run in ascending order).
         valid: validation data; with it, each model keeps the parameters of its epoch of
-            best validation ELBO (closed-form KL, whatever the training objective).
-        epochs, batch_size, lr, objective: the training budget, as :func:`pyro_vae.fit`.
-        binarize: dynamic binarisation of the training batches.
+            best validation ELBO.
+        options: the training options of every size; the objective, if given, by
+            name (each size makes its own), default ``"analytic-kl"``.
         num_samples: K of the importance-sampled test log p(x).
-        seed: the seed of every model's initial weights and training.
         progress: progress bars and per-epoch lines on stderr.
+        **settings: fields of :class:`~pyro_vae.FitOptions`.
 
     Returns:
         the :class:`Sweep`, one row per latent size.
@@ -191,23 +185,23 @@ def latent_size_sweep(
     if not callable(build):
         raise TypeError(f"build must be a callable latent_dim -> pyro_vae.VAE, got {build!r}")
     dims = _check_latent_dims(latent_dims)
-    check_budget(epochs, batch_size, lr, seed, None, None)
-    num_samples = check_positive_int("num_samples", num_samples)
-    if not isinstance(objective, str):
+    options = FitOptions.given(options, settings, "latent_size_sweep")
+    if options.objective is not None and not isinstance(options.objective, str):
         raise TypeError(
             f"objective must be a spec such as 'analytic-kl' or 'iwae:k=5' (each size makes "
-            f"its own), got {objective!r}"
+            f"its own), got {options.objective!r}"
         )
-    objectives.parse(objective)
-    for name, flag in (("binarize", binarize), ("progress", progress)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    options = experiment_options(options, valid)
+    num_samples = check_positive_int("num_samples", num_samples)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    seed = options.seed
     vaes = {d: _build(build, d, seed) for d in dims}
     for vae in vaes.values():
-        _check_data(vae, {"train": train, "valid": valid, "test": test}, binarize)
+        check_splits(vae, {"train": train, "valid": valid, "test": test}, options.binarize)
 
     held_out = torch.Generator().manual_seed(seed)
-    if binarize:
+    if options.binarize:
         from pyro_vae.data import binarize as draw
 
         valid = draw(valid, held_out) if valid is not None else None
@@ -215,21 +209,9 @@ def latent_size_sweep(
     # One throwaway step pays torch's one-time set-up, which would inflate the first time.
     warm_up(vaes[dims[0]], test)
     rows, histories = [], {}
+    controls = RunControls(progress=progress)
     for d, vae in vaes.items():
-        pyro.clear_param_store()
-        history = fit(
-            vae,
-            train,
-            valid=valid,
-            objective=objective,
-            valid_objective="analytic-kl",
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            binarize=binarize,
-            seed=seed,
-            progress=progress,
-        )
+        history = train_one(vae, train, valid, options, controls)
         vae.eval()
         pyro.set_rng_seed(seed)
         row = {

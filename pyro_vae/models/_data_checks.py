@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from pyro_vae._checks import check_data
+from pyro_vae._checks import check_data_shape, check_finite_data, check_support, check_tensor
 
 __all__ = ["model_event_shape", "check_vae_data"]
 
@@ -56,7 +56,7 @@ def check_vae_data(vae: Any, x: object, name: str = "x", *, support: bool = True
         TypeError: not a tensor, or another dtype than the VAE's parameters.
         ValueError: wrong shape, device, NaN or Inf, or values outside the support.
     """
-    x = check_data(x, name)
+    x = check_finite_data(check_tensor(x, name), name)
     tensors = _floating_tensors(vae)
     dtypes = {t.dtype for t in tensors}
     if dtypes and dtypes != {x.dtype}:
@@ -73,4 +73,4 @@ def check_vae_data(vae: Any, x: object, name: str = "x", *, support: bool = True
             f"{name}.to({str(device)!r})"
         )
     likelihood = vae.likelihood if support else None
-    return check_data(x, name, likelihood=likelihood, event_shape=model_event_shape(vae))
+    return check_support(check_data_shape(x, name, model_event_shape(vae)), name, likelihood)

@@ -14,6 +14,8 @@ from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 from torch.nn import functional as F
 
+from pyro_vae._checks import check_int_at_least
+
 __all__ = [
     "DiscretizedLogisticDistribution",
     "UnitGrid",
@@ -50,9 +52,7 @@ def _log1mexp(t: torch.Tensor) -> torch.Tensor:
 
 
 def check_num_bins(num_bins: int) -> int:
-    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
-        raise ValueError(f"num_bins must be an integer >= 2, got {num_bins!r}")
-    return num_bins
+    return check_int_at_least("num_bins", num_bins, low=2)
 
 
 def discretized_logistic_log_prob(

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pyro_vae._atomic import write_atomically
-from pyro_vae._checks import check_output_path, check_positive_int, check_shape
+from pyro_vae._checks import check_int_at_least, check_output_path, check_positive_int, check_shape
 from pyro_vae.models.vae import VAE
 
 __all__ = [
@@ -92,8 +92,7 @@ def image_grid(
         )
     if ncols is not None:
         check_positive_int("ncols", ncols)
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise ValueError(f"pad must be an integer >= 0, got {pad!r}")
+    check_int_at_least("pad", pad, low=0)
     x = images.detach().float().cpu().reshape(-1, c, h, w).clamp(0, 1).numpy()
     n = x.shape[0]
     ncols = ncols or math.ceil(math.sqrt(n))

@@ -18,7 +18,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pyro_vae._checks import check_positive_int, check_shape
+from pyro_vae._checks import check_int_at_least, check_positive_int, check_shape
 from pyro_vae.analysis.latent import (
     INTERPOLATIONS,
     aggregate_posterior_log_prob,
@@ -220,8 +220,7 @@ def save_interpolations(
     check_vae_data(check_vae(vae), x, "x", support=False)
     image_shape = _check_image_shape(vae, image_shape)
     num_pairs = check_positive_int("num_pairs", num_pairs)
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"num_steps must be an integer >= 2 (both endpoints), got {num_steps!r}")
+    check_int_at_least("num_steps", num_steps, low=2, why="both endpoints")
     if len(x) < 2:
         raise ValueError(f"x must hold at least 2 examples to pair, got shape {tuple(x.shape)}")
     check_figure_path(path)

@@ -35,93 +35,78 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyro
-import pyro.infer
 import torch
 
-from pyro_vae._checks import check_data, check_output_path, check_positive_float, check_positive_int
+from pyro_vae._checks import (
+    check_output_path,
+    check_positive_float,
+    check_positive_int,
+    check_tensor,
+)
 from pyro_vae.models.vae import VAE
 from pyro_vae.train import checkpoints, distributed
 from pyro_vae.train._anytime import AnytimeTest
 from pyro_vae.train._epoch import NonFiniteLossError
 from pyro_vae.train._history import History
-from pyro_vae.train._options import ON_NONFINITE, FitSettings, check_combination, programs
 from pyro_vae.train._run import Setup, run_training
 from pyro_vae.train._run_folder import LOG_COLUMNS, RunFolder
-from pyro_vae.train._setup import resolve_device
+from pyro_vae.train._setup import check_inputs, resolve_device
+from pyro_vae.train.options import ON_NONFINITE, FitOptions, check_combination, programs
 
-__all__ = ["History", "fit", "LOG_COLUMNS", "NonFiniteLossError", "ON_NONFINITE"]
+__all__ = [
+    "History",
+    "fit",
+    "fit_checked",
+    "RunControls",
+    "LOG_COLUMNS",
+    "NonFiniteLossError",
+    "ON_NONFINITE",
+]
 
 
 def fit(
     model: VAE | Callable[..., Any],
     data: torch.Tensor,
+    options: FitOptions | None = None,
     *,
     guide: Callable[..., Any] | None = None,
     valid: torch.Tensor | None = None,
-    objective: str | pyro.infer.ELBO | None = None,
-    num_particles: int | None = None,
-    valid_objective: str | pyro.infer.ELBO | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    binarize: bool | None = None,
-    patience: int | None = None,
-    seed: int | None = None,
     device: str | torch.device | None = None,
     out: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    checkpoint_every: int | None = None,
-    on_nonfinite: str | None = None,
     max_rollbacks: int = 3,
-    clip_grad_norm: float | None = None,
-    lr_schedule: str | None = None,
-    adam_betas: tuple[float, float] | None = None,
-    adam_eps: float | None = None,
     test: torch.Tensor | None = None,
     test_every: int | None = None,
     test_samples: int = 1000,
     max_minutes: float | None = None,
-    config: dict[str, Any] | None = None,
     progress: bool = True,
+    **settings: Any,
 ) -> History:
     """Trains a VAE, or any Pyro model/guide pair, by stochastic variational inference.
 
-    A setting left as ``None`` takes its default in a new run and, with
-    ``resume``, the value the run saved: a resumed run is the same experiment.
-    Given again on resume, the objective (and K), ``valid_objective``,
-    ``binarize``, ``seed``, ``batch_size`` and every key of ``config`` must equal
-    the saved values (a ``ValueError`` names the first that differs); ``epochs``,
-    ``lr``, ``patience``, ``checkpoint_every``, ``on_nonfinite`` and
-    ``clip_grad_norm`` may change, and each change is appended to the config's
-    ``"resumes"`` list in ``config.json``.
+    What to train is a :class:`~pyro_vae.FitOptions`, given as ``options`` or
+    field by field as keywords (``objective``, ``num_particles``,
+    ``valid_objective``, ``epochs``, ``batch_size``, ``lr``, ``binarize``,
+    ``patience``, ``seed``, ``checkpoint_every``, ``on_nonfinite``,
+    ``clip_grad_norm``, ``lr_schedule``, ``adam_betas``, ``adam_eps``, ``config``;
+    each is documented there); keywords replace the fields of ``options``. A
+    setting left as ``None`` takes its default in a new run and, with ``resume``,
+    the value the run saved: a resumed run is the same experiment. The other
+    arguments say how to run it and are not recorded.
 
     Arguments:
         model: a :class:`~pyro_vae.VAE`, or a Pyro model function taking a batch ``x``.
         data: training data ``(N, *event_shape)``.
+        options: the run's :class:`~pyro_vae.FitOptions` (default: all defaults).
         guide: the guide function when ``model`` is a function (not with a VAE).
         valid: validation data; its loss is computed after each epoch, enables
             early stopping and ``best.pt``, and at the end the parameters of the
             best epoch are restored.
-        objective: a name from :data:`pyro_vae.objectives.OBJECTIVES` with optional
-            options (``"iwae:k=5"``, ``"elbo:beta=0.5,warmup_steps=1000"``), or any
-            ``pyro.infer.ELBO``. The default, ``"analytic-kl"``, uses the closed-form KL.
-        num_particles: samples of z per example, with an objective given by name
-            (default: the spec's ``k``, else 1).
-        valid_objective: the objective of the validation loss, by name or as an
-            ELBO (default: the training objective).
-        epochs: the total number of epochs; a resumed run continues up to it
-            (default: 10).
-        batch_size: examples per step, per process in a data-parallel run (default: 100).
-        lr: Adam's learning rate (default: 1e-3; on resume, the run's own).
-        binarize: draw x ~ Bernoulli(data) afresh for every mini-batch (dynamic
-            binarisation); ``data`` must then hold intensities in [0, 1] (default: False).
-        patience: with ``valid``, stop after this many epochs without improvement.
-        seed: seeds Python, NumPy, torch and Pyro (``pyro.set_rng_seed``) first.
         device: ``"cpu"`` or ``"cuda"``; the VAE and the data are moved there.
             In a data-parallel run ``"cuda"`` means ``cuda:LOCAL_RANK``.
         out: run folder for ``log.csv``, ``config.json`` and checkpoints (none if ``None``).
@@ -134,35 +119,19 @@ def fit(
             that differs. A run that has already trained its ``epochs`` (or stopped
             early) trains nothing and writes nothing (``History.nothing_to_do``).
         overwrite: start afresh in an ``out`` that already holds a run.
-        checkpoint_every: also save ``checkpoint.pt`` every this many steps within
-            an epoch (default: at the end of each epoch only).
-        on_nonfinite: what a step with a NaN or infinite loss or gradient does; the
-            step is never applied. ``"stop"`` (the default) raises
-            :class:`NonFiniteLossError` (``checkpoint.pt`` keeps the last good state);
-            ``"rollback"`` restores the last checkpoint (in memory, with or without
-            ``out``), warns, and goes on with fresh random draws, up to
-            ``max_rollbacks`` times in a row before it stops.
-        max_rollbacks: rollbacks in a row, without a checkpoint in between, before
-            ``"rollback"`` gives up and raises.
-        clip_grad_norm: clip the gradients' joint 2-norm to this before each update.
-        lr_schedule: the learning rate of epoch e is ``lr`` times the schedule's factor
-            (:mod:`pyro_vae.schedules`: ``"constant"``, the default, ``"burda2015"``,
-            ``"geometric:growth=3,decay=0.5,stages=4"``); a schedule is a function
-            of the epoch, so a resumed run goes on at the right rate.
-        adam_betas: Adam's (β₁, β₂) (default: (0.9, 0.999)).
-        adam_eps: Adam's ε (default: 1e-8; Burda et al. used 1e-4).
-        test: test data: with ``test_every``, the test log-likelihood
+        max_rollbacks: with ``on_nonfinite="rollback"``, rollbacks in a row, without
+            a checkpoint in between, before it gives up and raises.
+        test, test_every: test data and a period: the test log-likelihood
             (:func:`pyro_vae.evaluate.log_likelihood`, K = ``test_samples``) goes into
             the log's ``test_log_likelihood`` column after every ``test_every``-th
             epoch and the last one, an anytime curve. It draws from its own seeded
             generator, so training is the same with or without it.
-        test_every: see ``test``.
         test_samples: K of the anytime test log-likelihood.
         max_minutes: a wall-clock budget: after the first epoch that ends past it,
             the run saves its checkpoint and stops (``History.out_of_time``); resume
-            it to go on. It says how to run, not what, and is not recorded.
-        config: extra JSON data saved in ``config.json`` and checkpoints.
+            it to go on.
         progress: show a progress bar and one summary line per epoch on stderr.
+        **settings: fields of :class:`~pyro_vae.FitOptions`.
 
     Returns:
         the :class:`History` of all epochs, including those before a resume.
@@ -177,39 +146,84 @@ def fit(
         pyro_vae.distributed.PeerError: (a ``RuntimeError``) in a data-parallel run,
             another process stopped, hung past the timeout, or its parameters diverged.
     """
-    vae, model_fn, guide_fn = programs(model, guide)
-    asked = FitSettings(
-        objective=objective, num_particles=num_particles, valid_objective=valid_objective,
-        epochs=epochs, batch_size=batch_size, lr=lr, binarize=binarize, patience=patience,
-        seed=seed, checkpoint_every=checkpoint_every, on_nonfinite=on_nonfinite,
-        clip_grad_norm=clip_grad_norm, lr_schedule=lr_schedule, adam_betas=adam_betas,
-        adam_eps=adam_eps, config=config if config is not None else {},
+    programs_ = programs(model, guide)
+    asked = FitOptions.given(options, settings)
+    controls = RunControls.checked(
+        device=device, out=out, resume=resume, overwrite=overwrite,
+        max_rollbacks=max_rollbacks, anytime=AnytimeTest.checked(test, test_every, test_samples),
+        max_minutes=max_minutes, progress=progress,
     )  # fmt: skip
-    anytime = AnytimeTest.checked(test, test_every, test_samples)
-    if max_minutes is not None:
-        max_minutes = check_positive_float("max_minutes", max_minutes)
-    max_rollbacks = check_positive_int("max_rollbacks", max_rollbacks)
-    for name, flag in (("resume", resume), ("overwrite", overwrite)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
-    if out is not None:
-        out = check_output_path("out", out, folder=True)
-    if resume and out is None:
-        raise ValueError("resume needs the run folder: pass out=")
-    if resume and overwrite:
-        raise ValueError("resume continues the run in out and overwrite replaces it: give one")
-    check_combination(asked, valid, out)
-    device = resolve_device(device, vae, check_data(data, "data"))
+    data = check_tensor(data, "data")
+    if valid is not None:
+        valid = check_tensor(valid, "valid")
+    check_combination(asked, valid, controls.out)
+    return fit_checked(programs_, data, valid, asked, controls, inputs_checked=False)
+
+
+@dataclass(frozen=True)
+class RunControls:
+    """How ``fit`` runs, as opposed to what it trains: not recorded in the run's config."""
+
+    device: str | torch.device | None = None
+    out: Path | None = None
+    resume: bool = False
+    overwrite: bool = False
+    max_rollbacks: int = 3
+    anytime: AnytimeTest = AnytimeTest()
+    max_minutes: float | None = None
+    progress: bool = True
+
+    @classmethod
+    def checked(cls, **controls: Any) -> RunControls:
+        """The arguments of ``fit`` that say how to run, checked (``anytime`` already is)."""
+        for name in ("resume", "overwrite", "progress"):
+            if name in controls and not isinstance(controls[name], bool):
+                raise TypeError(f"{name} must be True or False, got {controls[name]!r}")
+        if controls.get("max_minutes") is not None:
+            controls["max_minutes"] = check_positive_float("max_minutes", controls["max_minutes"])
+        if "max_rollbacks" in controls:
+            controls["max_rollbacks"] = check_positive_int(
+                "max_rollbacks", controls["max_rollbacks"]
+            )
+        if controls.get("out") is not None:
+            controls["out"] = check_output_path("out", controls["out"], folder=True)
+        if controls.get("resume") and controls.get("out") is None:
+            raise ValueError("resume needs the run folder: pass out=")
+        if controls.get("resume") and controls.get("overwrite"):
+            raise ValueError("resume continues the run in out and overwrite replaces it: give one")
+        return cls(**controls)
+
+
+def fit_checked(
+    programs_: tuple[VAE | None, Callable[..., Any], Callable[..., Any]],
+    data: torch.Tensor,
+    valid: torch.Tensor | None,
+    asked: FitOptions,
+    controls: RunControls,
+    *,
+    inputs_checked: bool,
+) -> History:
+    """``fit`` after its arguments are checked: settles the options, takes the run folder,
+    trains.
+
+    With ``inputs_checked`` the caller has already checked ``data`` and ``valid``
+    against the model, as the lab's experiments do once for all their runs
+    (:func:`pyro_vae.lab._experiment.check_splits`); otherwise they are checked
+    here (:func:`pyro_vae.train._setup.check_inputs`), once the options
+    (``binarize``) are settled.
+    """
+    vae, model_fn, guide_fn = programs_
+    device = resolve_device(controls.device, vae, data)
     group = distributed.init(device)
     device = distributed.local_device(device, group)
-    folder = RunFolder(out) if out is not None else None
+    folder = RunFolder(controls.out) if controls.out is not None else None
     with ExitStack() as held:
         state = None
         if folder is not None:  # one writer: rank 0 holds the folder until fit returns
             group.on_main(lambda: held.enter_context(folder.lock()), "the run folder's lock")
-            check = lambda: folder.check(resume=resume, overwrite=overwrite)  # noqa: E731
+            check = lambda: folder.check(resume=controls.resume, overwrite=controls.overwrite)  # noqa: E731
             group.on_main(check, "the run folder")
-        if resume:
+        if controls.resume:
             where = "cpu" if group.distributed else device  # objects travel on the CPU
             state = group.on_main(
                 lambda: checkpoints.load(folder.checkpoint, where), "the checkpoint"
@@ -217,9 +231,13 @@ def fit(
             settings = asked.resumed(state.get("config") or {}, folder.checkpoint)
         else:
             settings = asked.fresh()
-        check_combination(settings, valid, out)
+        check_combination(settings, valid, controls.out)
+        if vae is not None:
+            vae.to(device)
+        if not inputs_checked:
+            check_inputs(vae, data, valid, settings.binarize)
         setup = Setup(
-            vae, model_fn, guide_fn, settings, max_rollbacks, device, group, folder,
-            anytime.to(device), max_minutes,
+            vae, model_fn, guide_fn, settings, controls.max_rollbacks, device, group, folder,
+            controls.anytime.to(device), controls.max_minutes,
         )  # fmt: skip
-        return run_training(setup, data, valid, state, progress)
+        return run_training(setup, data, valid, state, controls.progress)

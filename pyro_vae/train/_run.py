@@ -1,8 +1,8 @@
 """One training run of ``fit``: from the start or a checkpoint to the last epoch, with the
 save points, rollbacks, anytime test curve and wall-clock budget along the way.
 
-``fit`` (:mod:`pyro_vae.train`) checks its arguments, settles the settings
-(:class:`~pyro_vae.train._options.FitSettings`), takes the run folder's lock and
+``fit`` (:mod:`pyro_vae.train`) checks its arguments and data, settles the options
+(:class:`~pyro_vae.train.options.FitOptions`), takes the run folder's lock and
 hands over a :class:`Setup`; :func:`run_training` does the rest.
 """
 
@@ -32,10 +32,8 @@ from pyro_vae.train._epoch import (
     stopped_error,
 )
 from pyro_vae.train._history import History
-from pyro_vae.train._options import FitSettings
 from pyro_vae.train._run_folder import RunFolder
 from pyro_vae.train._setup import (
-    check_inputs,
     data_generator,
     first_batch,
     make_objective,
@@ -44,6 +42,7 @@ from pyro_vae.train._setup import (
 from pyro_vae.train._start import already_trained, finished, print_resume, resume_run, start_run
 from pyro_vae.train._state import Position, capture, params_snapshot, restore, restore_params
 from pyro_vae.train._trainer import Trainer
+from pyro_vae.train.options import FitOptions
 
 __all__ = ["Setup", "Run", "run_training"]
 
@@ -55,7 +54,7 @@ class Setup:
     vae: VAE | None
     model_fn: Callable[..., Any]
     guide_fn: Callable[..., Any]
-    settings: FitSettings
+    settings: FitOptions
     max_rollbacks: int
     device: torch.device
     group: distributed.Group
@@ -104,7 +103,6 @@ class Run:
             if settings.valid_objective is None
             else make_objective(settings.valid_objective, None)
         )
-        check_inputs(self.vae, data, valid, settings.binarize, setup.device)
         self.data = data.to(setup.device)
         self.valid = valid.to(setup.device) if valid is not None else None
         self.writer = self.folder if self.group.is_main else None

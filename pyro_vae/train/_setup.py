@@ -14,9 +14,12 @@ import torch
 from pyro_vae._checks import (
     FLOAT32_MAX,
     MAX_LEARNING_RATE,
-    check_data,
+    check_data_shape,
+    check_data_values,
     check_device,
+    check_finite_data,
     check_positive_float,
+    check_support,
 )
 from pyro_vae.infer import objectives
 from pyro_vae.models.likelihoods import Gaussian, Laplace
@@ -87,9 +90,12 @@ def resolve_device(
     return check_device("device", device)
 
 
-def _event_shape(vae: VAE, device: torch.device) -> torch.Size:
+def _event_shape(vae: VAE) -> torch.Size:
+    """The event shape of the VAE's data, from one draw of z decoded (on the VAE's device)."""
     with torch.no_grad():
-        return vae.decode(vae.sample_z(1).to(device)).event_shape
+        z = vae.sample_z(1)
+        first = next(vae.parameters(), None)
+        return vae.decode(z.to(first.device) if first is not None else z).event_shape
 
 
 def make_objective(objective: str | pyro.infer.ELBO, num_particles: int | None) -> pyro.infer.ELBO:
@@ -117,12 +123,20 @@ def check_inputs(
     data: torch.Tensor,
     valid: torch.Tensor | None,
     binarize: bool,
-    device: torch.device,
 ) -> None:
-    """Checks the data against the model before any training: dtype, event shape, support;
-    warns of data far outside [0, 1] under a likelihood of fixed scale."""
+    """Checks training and validation data against the model, once, before any training.
+
+    ``data`` and ``valid`` have passed :func:`~pyro_vae._checks.check_tensor`; this
+    checks the rest, one pass over the values of each: the VAE's dtype and event
+    shape, finite values in the likelihood's support (with ``binarize``,
+    intensities in [0, 1] instead), and warns of data far outside [0, 1] under a
+    likelihood of fixed scale. ``fit`` calls it for its own data; the lab's
+    experiments check theirs once for all their runs
+    (:func:`pyro_vae.lab._experiment.check_splits`) and skip it.
+    """
+    check_finite_data(data, "data")
+    event_shape = None
     if vae is not None:
-        vae.to(device)
         tensors = itertools.chain(vae.parameters(), vae.buffers())
         dtypes = {t.dtype for t in tensors if t.is_floating_point()}  # not index buffers
         if dtypes and dtypes != {data.dtype}:
@@ -131,22 +145,22 @@ def check_inputs(
                 f"data has dtype {data.dtype} but the VAE's parameters are {names}; convert "
                 f"one of them (data.to({next(iter(dtypes))}) or vae.to({data.dtype}))"
             )
-        event_shape = _event_shape(vae, device)
-        check_data(
-            data, "data", likelihood=None if binarize else vae.likelihood, event_shape=event_shape
-        )
-        warn_of_fixed_scale(vae.likelihood, data)
-        if valid is not None:
-            check_data(valid, "valid", likelihood=vae.likelihood, event_shape=event_shape)
-    elif valid is not None:
-        check_data(valid, "valid", event_shape=data.shape[1:])
-    if valid is not None and valid.dtype != data.dtype:
-        raise TypeError(f"valid has dtype {valid.dtype} but data has {data.dtype}; convert one")
+        event_shape = _event_shape(vae)
+    likelihood = vae.likelihood if vae is not None else None
+    check_support(
+        check_data_shape(data, "data", event_shape), "data", None if binarize else likelihood
+    )
     if binarize and not bool(((data >= 0) & (data <= 1)).all()):
         raise ValueError(
             "binarize=True draws x ~ Bernoulli(data): data must hold intensities in [0, 1], "
             f"found min {data.min().item():g}, max {data.max().item():g}"
         )
+    if likelihood is not None:
+        warn_of_fixed_scale(likelihood, data)
+    if valid is not None:
+        check_data_values(valid, "valid", likelihood, event_shape or data.shape[1:])
+        if valid.dtype != data.dtype:
+            raise TypeError(f"valid has dtype {valid.dtype} but data has {data.dtype}; convert one")
 
 
 # Data "far outside [0, 1]": values beyond ±_FAR_OUTSIDE and a standard deviation over

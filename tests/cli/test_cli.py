@@ -14,6 +14,7 @@ from pyro_vae._checks import available_devices
 from pyro_vae.cli import commands as cli
 from pyro_vae.cli._checks import os_error_line, too_large
 from pyro_vae.train import checkpoints
+from pyro_vae.train.options import SETTINGS
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +140,7 @@ def test_train_help_documents_every_option():
         (["train", "--likelihood", "poisson"], "invalid choice: 'poisson'"),
         (["evaluate"], "the following arguments are required: checkpoint"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
-        (["train", "--objective", "iwae:k=0"], "num_particles must be an integer ≥ 1, got 0"),
+        (["train", "--objective", "iwae:k=0"], "num_particles must be an integer >= 1, got 0"),
         (["compare", "--objectives", "elbo,vimco"], "unknown objective 'vimco'"),
         (["compare", "--objectives", "iwae:alpha=2"], "'iwae' has no option 'alpha'"),
         (["compare", "--gradient-ks", "0"], "--gradient-ks"),
@@ -231,6 +232,18 @@ def test_compare_writes_the_table_and_figures(tmp_path, capsys):
     assert "already holds a comparison" in capsys.readouterr().err
 
 
+def test_compare_trains_with_the_optimiser_options(tmp_path):
+    argv = ["compare", "--dataset", "digits", "--objectives", "elbo", "--epochs", "1",
+            "--hidden", "16", "--latent-dim", "3", "--num-samples", "5", "--bound-ks", "1",
+            "--gradient-ks", "1", "--gradient-draws", "2", "--test-examples", "20",
+            "--lr-schedule", "burda2015", "--adam-betas", "0.8,0.99", "--adam-eps", "1e-4",
+            "--out", str(tmp_path), "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    config = json.loads((tmp_path / "runs" / "elbo" / "config.json").read_text())
+    assert config["lr_schedule"] == "burda2015" and config["adam_eps"] == 1e-4
+    assert config["adam_betas"] == [0.8, 0.99]
+
+
 def test_train_takes_an_objective_spec(tmp_path):
     argv = ["train", "--dataset", "digits", "--objective", "iwae-dreg:k=3", "--epochs", "1",
             "--hidden", "16", "--latent-dim", "3", "--num-samples", "5", "--out", str(tmp_path),
@@ -318,8 +331,8 @@ def test_a_run_with_a_vamp_prior_and_an_iaf_guide_evaluates_from_its_checkpoint(
 def test_train_passes_checkpointing_and_non_finite_options_to_fit(tmp_path, monkeypatch):
     seen = {}
 
-    def fake_fit(vae, data, **kwargs):
-        seen.update(kwargs)
+    def fake_fit(vae, data, options, **kwargs):
+        seen.update(kwargs, **{name: getattr(options, name) for name in SETTINGS})
         raise ValueError("stop here")
 
     monkeypatch.setattr(cli, "fit", fake_fit)
@@ -336,7 +349,7 @@ def test_train_passes_checkpointing_and_non_finite_options_to_fit(tmp_path, monk
 
 
 def test_an_interrupted_train_says_how_to_resume(tmp_path, monkeypatch, capsys):
-    def interrupted_fit(vae, data, **kwargs):
+    def interrupted_fit(vae, data, options, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "fit", interrupted_fit)

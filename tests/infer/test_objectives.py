@@ -124,7 +124,7 @@ def test_a_discrete_latent_needs_the_score_function_estimator():
             lambda: objectives.make("iwae-typo"),
             "unknown objective 'iwae-typo'; choose one of: elbo",
         ),
-        (lambda: objectives.make("elbo", 0), "num_particles must be an integer ≥ 1"),
+        (lambda: objectives.make("elbo", 0), "num_particles must be an integer >= 1"),
         (lambda: objectives.make("elbo", 2.5), "num_particles"),
         (lambda: objectives.make("elbo", max_plate_nesting="1"), "max_plate_nesting"),
         (lambda: objectives.make("iwae", alpha=0.5), "'iwae' has no option 'alpha'; its options"),

@@ -49,10 +49,10 @@ def test_the_networks_are_the_paper_s():
 def test_a_burda_run_starts_from_the_paper_s_initialisation(tmp_path, monkeypatch):
     started = {}
 
-    def spy(vae, train, **kwargs):  # the model as fit receives it, before any step
+    def spy(vae, train, *args, **kwargs):  # the model as fit receives it, before any step
         started["vae"], started["train"] = vae, train
         started["params"] = {k: v.clone() for k, v in vae.state_dict().items()}
-        return fit(vae, train, **kwargs)
+        return fit(vae, train, *args, **kwargs)
 
     fit = recipes.fit
     monkeypatch.setattr(recipes, "fit", spy)

@@ -1,7 +1,17 @@
-"""The settings of a ``fit`` run, checked once, then settled from the defaults or the checkpoint.
+"""The options of a training run, checked once: :class:`FitOptions`.
 
-``fit``'s keyword arguments become one frozen :class:`FitSettings`. A setting
-left as ``None`` is "not given": a fresh run takes the default of
+One frozen object holds what defines a run (objective, budget, optimiser,
+binarisation, seed, the handling of non-finite steps), checked when it is made.
+:func:`pyro_vae.fit`, :func:`pyro_vae.compare` and
+:func:`pyro_vae.sweep.latent_size_sweep` take it as ``options=`` (or its fields
+as keywords), so one set of options trains a single model, a comparison of
+estimators and a sweep alike::
+
+    options = pv.FitOptions(epochs=50, lr_schedule="burda2015", adam_eps=1e-4, seed=0)
+    pv.fit(vae, x, options, out="runs/vae")
+    pv.compare(vae, x, valid=v, test=t, objectives="elbo,iwae:k=5", options=options)
+
+A field left as ``None`` is "not given": a fresh run takes the default of
 :mod:`pyro_vae._defaults`, a resumed run the value its checkpoint saved
 (:mod:`pyro_vae.train._resume` decides which settings may change on resume and
 records the changes).
@@ -26,7 +36,7 @@ from pyro_vae.train import schedules
 from pyro_vae.train._resume import settle, with_resume_record
 from pyro_vae.train._setup import check_config, check_learning_rate
 
-__all__ = ["FitSettings", "ON_NONFINITE", "programs", "check_combination"]
+__all__ = ["FitOptions", "ON_NONFINITE", "SETTINGS", "programs", "check_combination"]
 
 ON_NONFINITE = ("stop", "rollback")
 
@@ -64,8 +74,56 @@ def _is_spec(text: object) -> bool:
 
 
 @dataclass(frozen=True)
-class FitSettings:
-    """What ``fit`` was asked to do; see :func:`pyro_vae.fit` for each setting."""
+class FitOptions:
+    """The options of a training run: what to train, checked when made (frozen).
+
+    Every field defaults to ``None``, "not given": a new run takes the default
+    named below, a resumed run the value it saved. Given again on resume, the
+    objective (and K), ``valid_objective``, ``binarize``, ``seed``, ``batch_size``,
+    the optimiser's ``lr_schedule``, ``adam_betas`` and ``adam_eps`` and every key of
+    ``config`` must equal the saved values (a ``ValueError`` names the first that
+    differs); ``epochs``, ``lr``, ``patience``, ``checkpoint_every``,
+    ``on_nonfinite`` and ``clip_grad_norm`` may change, and each change is appended
+    to the ``"resumes"`` list of the run's ``config.json``.
+
+    Attributes:
+        objective: a name from :data:`pyro_vae.objectives.OBJECTIVES` with optional
+            options (``"iwae:k=5"``, ``"elbo:beta=0.5,warmup_steps=1000"``), or any
+            ``pyro.infer.ELBO``. The default, ``"analytic-kl"``, uses the closed-form KL.
+        num_particles: samples of z per example, with an objective given by name
+            (default: the spec's ``k``, else 1).
+        valid_objective: the objective of the validation loss, by name or as an
+            ELBO (default: the training objective).
+        epochs: the total number of epochs; a resumed run continues up to it
+            (default: 10).
+        batch_size: examples per step, per process in a data-parallel run (default: 100).
+        lr: Adam's learning rate (default: 1e-3; on resume, the run's own).
+        binarize: draw x ~ Bernoulli(data) afresh for every mini-batch (dynamic
+            binarisation); the data must then hold intensities in [0, 1] (default: False).
+        patience: with validation data, stop after this many epochs without improvement.
+        seed: seeds Python, NumPy, torch and Pyro (``pyro.set_rng_seed``) first
+            (default: no seeding; the lab's experiments default to 0).
+        checkpoint_every: also save ``checkpoint.pt`` every this many steps within
+            an epoch (default: at the end of each epoch only).
+        on_nonfinite: what a step with a NaN or infinite loss or gradient does; the
+            step is never applied. ``"stop"`` (the default) raises
+            :class:`~pyro_vae.train.NonFiniteLossError` (``checkpoint.pt`` keeps the
+            last good state); ``"rollback"`` restores the last checkpoint (in memory,
+            with or without a run folder), warns, and goes on with fresh random
+            draws, up to ``fit``'s ``max_rollbacks`` times in a row before it stops.
+        clip_grad_norm: clip the gradients' joint 2-norm to this before each update.
+        lr_schedule: the learning rate of epoch e is ``lr`` times the schedule's factor
+            (:mod:`pyro_vae.schedules`: ``"constant"``, the default, ``"burda2015"``,
+            ``"geometric:growth=3,decay=0.5,stages=4"``); a schedule is a function
+            of the epoch, so a resumed run goes on at the right rate.
+        adam_betas: Adam's (β₁, β₂) (default: (0.9, 0.999)).
+        adam_eps: Adam's ε (default: 1e-8; Burda et al. used 1e-4).
+        config: extra JSON data saved in ``config.json`` and checkpoints.
+
+    Raises:
+        TypeError, ValueError: a field of the wrong type or out of range, named in
+            the message.
+    """
 
     objective: str | pyro.infer.ELBO | None = None
     num_particles: int | None = None
@@ -111,9 +169,41 @@ class FitSettings:
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, pyro.infer.ELBO)):
                 raise TypeError(f"{name} must be a name or a pyro.infer.ELBO, got {value!r}")
+            if isinstance(value, str):
+                objectives.parse(value)
         object.__setattr__(self, "config", check_config(self.config))
 
-    def fresh(self) -> FitSettings:
+    @classmethod
+    def given(
+        cls, options: FitOptions | None, settings: dict[str, Any], who: str = "fit"
+    ) -> FitOptions:
+        """``options`` with the fields given as keywords (``settings``) replaced.
+
+        A keyword of ``None`` is "not given" and leaves the field as it is.
+
+        Raises:
+            TypeError: ``options`` is not a :class:`FitOptions`, or a keyword is
+                not one of its fields (the message lists them).
+        """
+        if options is not None and not isinstance(options, FitOptions):
+            raise TypeError(
+                f"{who}: options must be a pyro_vae.FitOptions, got {type(options).__name__}"
+            )
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise TypeError(
+                f"{who}() got an unexpected keyword argument {unknown[0]!r}; the training "
+                f"settings are {', '.join(SETTINGS)}"
+            )
+        changes = {name: value for name, value in settings.items() if value is not None}
+        base = options if options is not None else cls()
+        return base.replace(**changes) if changes else base
+
+    def replace(self, **changes: Any) -> FitOptions:
+        """A copy with the fields ``changes`` names replaced, checked again."""
+        return dataclasses.replace(self, **changes)
+
+    def fresh(self) -> FitOptions:
         """The settings of a new run: the defaults where nothing was given."""
         defaults = {
             "objective": objectives.DEFAULT_OBJECTIVE,
@@ -125,9 +215,9 @@ class FitSettings:
             "adam_betas": _defaults.ADAM_BETAS,
             "adam_eps": _defaults.ADAM_EPS,
         }
-        return self._with({k: v for k, v in defaults.items() if getattr(self, k) is None})
+        return self.replace(**{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
-    def resumed(self, saved: dict[str, Any], path: Path) -> FitSettings:
+    def resumed(self, saved: dict[str, Any], path: Path) -> FitOptions:
         """The settings of the run saved with config ``saved``, checked against those given.
 
         Raises:
@@ -158,15 +248,12 @@ class FitSettings:
             changes["num_particles"] = None
         config = {k: v for k, v in saved.items() if k not in (*_RECORDED, *_RUN_FACTS)}
         # A run saved before a setting existed trained with its default.
-        return self._with(changes | {"config": config}).fresh()
+        return self.replace(**changes | {"config": config}).fresh()
 
     def _saved_form(self, name: str) -> Any:
         """A setting as a run's config saves it (an ELBO object by its class name)."""
         value = getattr(self, name)
         return type(value).__name__ if isinstance(value, pyro.infer.ELBO) else value
-
-    def _with(self, changes: dict[str, Any]) -> FitSettings:
-        return dataclasses.replace(self, **changes)
 
     def record(
         self,
@@ -186,6 +273,11 @@ class FitSettings:
         return with_resume_record(resumed_from, {**resumed_from, **record}, *at)
 
 
+#: The fields of :class:`FitOptions`, the training settings that ``fit``,
+#: ``compare`` and ``latent_size_sweep`` also take as keywords.
+SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(FitOptions))
+
+
 def programs(
     model: VAE | Callable[..., Any], guide: Callable[..., Any] | None
 ) -> tuple[VAE | None, Callable[..., Any], Callable[..., Any]]:
@@ -201,7 +293,7 @@ def programs(
     return None, model, guide
 
 
-def check_combination(settings: FitSettings, valid: torch.Tensor | None, out: Path | None) -> None:
+def check_combination(settings: FitOptions, valid: torch.Tensor | None, out: Path | None) -> None:
     """Settings that need another argument: early stopping, checkpoints within epochs."""
     if settings.patience is not None and valid is None:
         raise ValueError("patience (early stopping) needs validation data: pass valid=")
