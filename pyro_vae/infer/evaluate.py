@@ -141,6 +141,19 @@ def _log_weight_chunks(
     if batch_size is not None:
         check_positive_int("batch_size", batch_size)
     check_programs_and_data(model, guide, x)
+    return _chunks(model, guide, x, num_samples, batch_size, max_rows, caller)
+
+
+def _chunks(
+    model: ModelFn,
+    guide: ModelFn,
+    x: torch.Tensor,
+    num_samples: int,
+    batch_size: int | None,
+    max_rows: int,
+    caller: str,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """:func:`_log_weight_chunks` for arguments already checked."""
     if batch_size is None:
         batch_size = min(len(x), max_rows)
     chunk = max(1, max_rows // min(batch_size, len(x)))
@@ -193,11 +206,16 @@ def _log_weights(
     batch_size: int | None,
     max_rows: int,
     caller: str,
+    *,
+    checked: bool = False,
 ) -> torch.Tensor:
-    """:func:`log_weights` for the public function ``caller``, which its errors name."""
+    """:func:`log_weights` for the public function ``caller``, which its errors name
+    (``checked``: the caller has checked the arguments and the data)."""
     with torch.no_grad():
         columns: dict[int, list[torch.Tensor]] = {}
-        chunks = _log_weight_chunks(model, guide, x, num_samples, batch_size, max_rows, caller)
+        chunks = (_chunks if checked else _log_weight_chunks)(
+            model, guide, x, num_samples, batch_size, max_rows, caller
+        )
         for start, log_w in chunks:
             columns.setdefault(start, []).append(log_w)
         return torch.cat([torch.cat(rows, dim=0) for rows in columns.values()], dim=1)
@@ -300,12 +318,15 @@ def iwae_bounds(
     num_samples = check_positive_int("num_samples", num_samples or max(ks))
     if max(ks) > num_samples:
         raise ValueError(f"num_samples ({num_samples}) must be at least the largest K ({max(ks)})")
+    max_rows = check_positive_int("max_rows", max_rows)
     check_programs_and_data(model, guide, x)
     batch_size = check_positive_int("batch_size", batch_size or max(1, max_rows // num_samples))
     bounds: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
-        log_w = _log_weights(model, guide, batch, num_samples, None, max_rows, "iwae_bounds")
+        log_w = _log_weights(
+            model, guide, batch, num_samples, None, max_rows, "iwae_bounds", checked=True
+        )
         for k in ks:
             groups = log_w[: (num_samples // k) * k].reshape(num_samples // k, k, -1)
             bounds[k].append((torch.logsumexp(groups, dim=1) - math.log(k)).mean(0))

@@ -188,3 +188,20 @@ def test_active_units_count_the_units_whose_mean_varies_with_x():
     assert activity["z"][2:].abs().max() == 0
     assert evaluate.active_units(vae.guide, x.double()) == 2
     assert evaluate.active_units(vae.guide, x.double(), threshold=100.0) == 0
+
+
+def test_iwae_bounds_read_the_data_once_whatever_the_batches(monkeypatch):
+    """The data are checked where they enter, not again for each batch of the evaluation."""
+    vae, x = small_vae(), binary_data(40)
+    start, end = x.untyped_storage().data_ptr(), x.untyped_storage().data_ptr() + x.nbytes
+    passes = []
+    isfinite = torch.isfinite
+
+    def counting(t, *args, **kwargs):
+        if start <= t.data_ptr() < end:  # x, or a batch of its rows
+            passes.append(t.shape[0])
+        return isfinite(t, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "isfinite", counting)
+    evaluate.iwae_bounds(vae.model, vae.guide, x, (1, 2), num_samples=4, batch_size=10)
+    assert passes == [40]
