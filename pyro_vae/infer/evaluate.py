@@ -128,32 +128,23 @@ def _log_weight_chunks(
     batch_size: int | None,
     max_rows: int,
     caller: str,
+    *,
+    checked: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yields ``(first example, log w of shape (k, b))`` over batches of x and chunks of K.
+    """Yields ``(first example, log w of shape (k, b))`` over batches of x and chunks of K
+    (``checked``: the caller has checked the arguments and the data).
 
     Every chunk holds at most ``max_rows`` particles × examples (one particle per
     example when a batch alone exceeds it). A VAE's own programs are evaluated by
     :mod:`pyro_vae.infer._fused`: the encoder runs once per batch and the chunks draw
     from its q(z|x), the draws Pyro's plate would make. Other programs are traced.
     """
-    num_samples = check_positive_int("num_samples", num_samples)
-    max_rows = check_positive_int("max_rows", max_rows)
-    if batch_size is not None:
-        check_positive_int("batch_size", batch_size)
-    check_programs_and_data(model, guide, x)
-    return _chunks(model, guide, x, num_samples, batch_size, max_rows, caller)
-
-
-def _chunks(
-    model: ModelFn,
-    guide: ModelFn,
-    x: torch.Tensor,
-    num_samples: int,
-    batch_size: int | None,
-    max_rows: int,
-    caller: str,
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """:func:`_log_weight_chunks` for arguments already checked."""
+    if not checked:
+        num_samples = check_positive_int("num_samples", num_samples)
+        max_rows = check_positive_int("max_rows", max_rows)
+        if batch_size is not None:
+            check_positive_int("batch_size", batch_size)
+        check_programs_and_data(model, guide, x)
     if batch_size is None:
         batch_size = min(len(x), max_rows)
     chunk = max(1, max_rows // min(batch_size, len(x)))
@@ -213,8 +204,8 @@ def _log_weights(
     (``checked``: the caller has checked the arguments and the data)."""
     with torch.no_grad():
         columns: dict[int, list[torch.Tensor]] = {}
-        chunks = (_chunks if checked else _log_weight_chunks)(
-            model, guide, x, num_samples, batch_size, max_rows, caller
+        chunks = _log_weight_chunks(
+            model, guide, x, num_samples, batch_size, max_rows, caller, checked=checked
         )
         for start, log_w in chunks:
             columns.setdefault(start, []).append(log_w)
