@@ -26,7 +26,10 @@ from pyro_vae.infer._particles import data_plate_dim
 from pyro_vae.models._data_checks import check_vae_data
 from pyro_vae.models.vae import VAE
 
-__all__ = ["check_programs", "check_programs_and_data", "refuse_vae_object"]
+__all__ = [
+    "check_programs", "check_programs_and_data", "check_on_one_example", "does_not_fit",
+    "refuse_vae_object",
+]  # fmt: skip
 
 
 def check_programs_and_data(
@@ -155,3 +158,22 @@ def check_programs(
             frames = site["cond_indep_stack"]
             depth = max([depth] + [-f.dim for f in frames if f.vectorized])
     return depth
+
+
+def does_not_fit(x: torch.Tensor, error: Exception) -> ValueError:
+    """The error of programs that fail on ``x``, naming x and its shape."""
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return ValueError(f"x of shape {tuple(x.shape)} does not fit the model and guide: {reason}")
+
+
+def check_on_one_example(
+    model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, caller: str
+) -> int:
+    """Checks the programs on one example; returns their plate nesting (at least 1).
+
+    :func:`check_programs` on ``x[:1]``, so that it costs one example's run; an
+    error of the programs on that example is reported as x not fitting them.
+    """
+    return check_programs(
+        model, guide, (x[:1],), {}, caller, program_error=lambda e: does_not_fit(x, e)
+    )

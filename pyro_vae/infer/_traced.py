@@ -118,6 +118,12 @@ class TracedDraw:
                 terms.append(KLTerm(name, kl.sum(-1).mean(0), fallback=fallback))
         return terms
 
+    def latent_kl(self, name: str, kind: str) -> tuple[torch.Tensor, str | None]:
+        """One latent's KL term per particle and example ``(K, B)``, unscaled, and why the
+        closed form was not used (for ``kind == "analytic"``; ``None`` when it was)."""
+        kl, fallback = self._latent_kl(name, kind, False)
+        return kl.squeeze(-1), fallback
+
     def _latent_scale(self, name: str) -> torch.Tensor | float:
         p = self.p
         scale = p.scale(p.guide_trace.nodes[name])

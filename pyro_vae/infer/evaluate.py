@@ -20,6 +20,9 @@ The importance weight of a sample z_k ~ q(z|x) is w_k = p(x, z_k) / q(z_k|x), so
 
     log p(x) ≈ log (1/K) Σ_k w_k      (a stochastically lower bound, → log p(x) as K → ∞)
     ELBO(x)  ≈ (1/K) Σ_k log w_k      (unbiased for E_q[log w])
+
+:func:`elbo_forms` (:mod:`pyro_vae.infer._elbo_forms`) writes the ELBO in its three
+equal forms, each piece with its Monte Carlo error.
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ from pyro.poutine.util import prune_subsample_sites
 
 from pyro_vae._checks import check_positive_float, check_positive_int
 from pyro_vae.infer import _fused, _particles, _programs, estimators
+from pyro_vae.infer._elbo_forms import ElboForms, elbo_forms
 from pyro_vae.infer._logsumexp import StreamedLogSumExp
-from pyro_vae.infer._programs import check_programs_and_data
+from pyro_vae.infer._programs import check_on_one_example, check_programs_and_data, does_not_fit
 from pyro_vae.infer._traced import TracedDraw
 from pyro_vae.models.guides import location
 
 __all__ = [
+    "elbo_forms",
+    "ElboForms",
     "log_weights",
     "log_likelihood",
     "elbo",
@@ -60,24 +66,6 @@ _DEFAULT_MAX_ROWS = 8192
 
 def _sample_sites(trace) -> list[dict]:
     return [s for s in prune_subsample_sites(trace).nodes.values() if s["type"] == "sample"]
-
-
-def _does_not_fit(x: torch.Tensor, error: Exception) -> ValueError:
-    """The error of programs that fail on ``x``, naming x and its shape."""
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return ValueError(f"x of shape {tuple(x.shape)} does not fit the model and guide: {reason}")
-
-
-def _check_program(model: ModelFn, guide: ModelFn, x: torch.Tensor, caller: str) -> int:
-    """Checks the programs on one example; returns their plate nesting (at least 1).
-
-    The objectives' own check (:func:`pyro_vae.infer._programs.check_programs`), on
-    ``x[:1]`` so that it costs one example's run; an error of the programs on
-    that example is reported as x not fitting them.
-    """
-    return _programs.check_programs(
-        model, guide, (x[:1],), {}, caller, program_error=lambda e: _does_not_fit(x, e)
-    )
 
 
 def _site_log_prob(site: dict, particle_dim: int) -> torch.Tensor:
@@ -155,7 +143,7 @@ def _log_weight_chunks(
         batch = x[start : start + batch_size]
         q = _fused.guide_distribution(vae, batch) if vae is not None else None
         if q is None and particle_dim is None:
-            particle_dim = -1 - _check_program(model, guide, x, caller)
+            particle_dim = -1 - check_on_one_example(model, guide, x, caller)
         for k in range(0, num_samples, chunk):
             size = min(chunk, num_samples - k)
             if q is not None:
@@ -346,7 +334,7 @@ def elbo_terms(
     check_programs_and_data(model, guide, x)
     reconstruction, kl = [], []
     with torch.no_grad():
-        depth = _check_program(model, guide, x, "elbo_terms")
+        depth = check_on_one_example(model, guide, x, "elbo_terms")
         estimator = estimators.AnalyticKLELBO(num_samples, max_plate_nesting=depth)
         for start in range(0, len(x), batch_size):
             p = _particles.run(
@@ -378,7 +366,7 @@ def unit_activity(
             try:
                 trace = poutine.trace(guide).get_trace(batch)
             except (RuntimeError, IndexError, ValueError) as e:
-                raise _does_not_fit(x, e) from e
+                raise does_not_fit(x, e) from e
             for site in _sample_sites(trace):
                 if not site["is_observed"]:
                     mean = location(site["fn"]).reshape(batch.shape[0], -1)
