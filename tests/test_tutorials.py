@@ -35,6 +35,7 @@ COVERED = {
         "denoising_errors.png",
     ],
     "06_inference_gaps.py": ["inference_gaps.png", "posterior_comparison.png"],
+    "07_elbo_three_ways.py": ["elbo_three_ways.png"],
 }
 
 

@@ -14,6 +14,7 @@ Modules, by what the figures show:
   against the prior, and the KL and activity of each latent unit.
 * :mod:`~pyro_vae.plots.applications`: anomaly detection, denoising and the latent-size sweep.
 * :mod:`~pyro_vae.plots.gaps`: the inference gaps and posteriors against MCMC.
+* :mod:`~pyro_vae.plots.elbo_forms`: the ELBO's three forms, the gap, prior matching by layer.
 
 Latent units are named z₁, z₂, … in every figure: unit ``u`` of the code (``z[:, u]``,
 ``dims=[u]``, counted from 0 as in Python) is drawn as z with subscript u + 1. Axes of
@@ -28,6 +29,7 @@ from pyro_vae.plots.applications import (
     save_denoising_errors,
     save_latent_size_sweep,
 )
+from pyro_vae.plots.elbo_forms import save_elbo_forms
 from pyro_vae.plots.gaps import save_inference_gaps, save_posterior_comparison
 from pyro_vae.plots.latent_maps import (
     save_aggregate_posterior,
@@ -48,6 +50,7 @@ __all__ = [
     "MAX_GRID_IMAGES",
     "image_grid",
     "save_image_grid",
+    "save_elbo_forms",
     "save_samples",
     "save_reconstructions",
     "save_learning_curves",
