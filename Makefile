@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 OUT ?= runs/demo
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format docs bench clean
 
 $(VENV)/.base: setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(VENV)/.base: setup.cfg constraints.txt
 
 $(VENV)/.test: $(VENV)/.base
 	$(PIP) -e '.[test,lint]'
+	touch $@
+
+$(VENV)/.docs: $(VENV)/.base
+	$(PIP) -e '.[docs]'
 	touch $@
 
 demo: $(VENV)/.base
@@ -38,6 +42,11 @@ format: $(VENV)/.test
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The documentation site, into docs/_build/html: every warning (a broken cross-reference,
+# a docstring that does not parse) fails the build. No network: MathJax is local.
+docs: $(VENV)/.docs
+	$(VENV)/bin/sphinx-build -q -W --keep-going -n -b html docs docs/_build/html
+
 # Benchmarks append their tables to BENCHMARKS.md. The MNIST one needs full MNIST:
 # ../shared/get-mnist DIR, then make bench MNIST_DIR=DIR.
 bench: $(VENV)/.base
@@ -47,4 +56,4 @@ bench: $(VENV)/.base
 	else echo "skipping bench/iwae_mnist.py: set MNIST_DIR to a folder holding mnist.npz"; fi
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache docs/_build

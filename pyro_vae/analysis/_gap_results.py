@@ -45,12 +45,12 @@ class InferenceGaps:
 
     @property
     def approximation_gap(self) -> torch.Tensor:
-        """log p(x) - ELBO[q*]: what the family cannot fit, ``(N,)``."""
+        """What the family cannot fit, log p(x) - ELBO[q*], per example ``(N,)``."""
         return self.log_px - self.elbo_local
 
     @property
     def amortisation_gap(self) -> torch.Tensor:
-        """ELBO[q*] - ELBO[q_φ]: the price of one encoder for every x, ``(N,)``."""
+        """The price of one encoder for every x, ELBO[q*] - ELBO[q_φ], per example ``(N,)``."""
         return self.elbo_local - self.elbo_amortised
 
     @property

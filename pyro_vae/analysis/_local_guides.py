@@ -107,7 +107,8 @@ class LocalGuide:
             pyro.sample("z", self.encoder.distribution(self.params[rows]))
 
     def rows(self, x: torch.Tensor) -> slice:
-        """The rows of :attr:`x` that ``x`` is: all of them, or a block of consecutive rows.
+        """The rows of the fitted examples (attribute ``x``) that ``x`` is: all of them, or a
+        block of consecutive rows.
 
         Raises:
             TypeError: ``x`` is not a tensor.
@@ -280,7 +281,7 @@ def fit_local_guides(
     parameters λ_n ``(P,)`` of the guide's family, started at the encoder's output
     λ_n = ``vae.encoder.local_parameters(x_n)``. All examples of a batch are fit jointly
     (the objective is their sum; they do not interact) by Adam on reparameterised
-    "sticking the landing" gradients (the total gradient for flows, see :func:`optimise`),
+    "sticking the landing" gradients (the total gradient for flows),
     with the learning rate divided by 10 when the
     mean ELBO over a window of steps stops rising, and a stop at the third plateau.
     No gradient is computed for the VAE's parameters and none of them changes.

@@ -85,7 +85,7 @@ class ElboForms:
 
     @property
     def prior_kl(self) -> torch.Tensor:
-        """KL(q(z|x) ‖ p(z)), the prior matching: the sum of the per-layer terms, ``(N,)``."""
+        """The prior matching KL(q(z|x) ‖ p(z)), the sum of the per-layer terms, ``(N,)``."""
         return sum(self.layers.values(), torch.zeros_like(self.reconstruction))
 
     @property

@@ -55,7 +55,7 @@ class KLSchedule:
 class ParticleELBO(pyro.infer.ELBO):
     """Base of pyro_vae's estimators: K vectorised particles, per-example bounds.
 
-    Subclasses implement :meth:`_objective`, which turns one vectorised draw
+    Subclasses implement ``_objective``, which turns one vectorised draw
     (:class:`~pyro_vae.infer._draw.Draw`) into the bound (summed over the batch with
     the sites' scales) and a surrogate whose gradient is the estimator's.
 

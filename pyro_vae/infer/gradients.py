@@ -1,9 +1,12 @@
-"""Gradient statistics of an estimator: variance and signal-to-noise ratio.
+r"""Gradient statistics of an estimator: variance and signal-to-noise ratio.
 
 For a stochastic gradient estimate g of one parameter coordinate, drawn R
 times on the same mini-batch at the same parameters,
 
-    variance = Var[g],          SNR = |E[g]| / sqrt(Var[g])
+.. math::
+
+    \mathrm{variance} = \mathrm{Var}[g], \qquad
+    \mathrm{SNR} = \frac{|\mathbb{E}[g]|}{\sqrt{\mathrm{Var}[g]}}
 
 (Rainforth et al. 2018). Both are averaged over the coordinates of a group of
 parameters: the guide's (encoder) and the model's (decoder and prior). For
@@ -38,15 +41,15 @@ __all__ = ["GradientStats", "parameter_groups", "gradient_stats"]
 
 @dataclass(frozen=True)
 class GradientStats:
-    """Statistics of one parameter group's gradient over repeated draws.
+    r"""Statistics of one parameter group's gradient over repeated draws.
 
     Attributes:
         group: ``"guide"`` or ``"model"``.
         num_draws: R, the number of independent gradient estimates.
         num_coordinates: scalar parameters in the group.
         variance: Var[g] averaged over coordinates.
-        snr: |E[g]| / sqrt(Var[g]) averaged over coordinates with nonzero variance
-            (NaN when every coordinate's variance is zero).
+        snr: :math:`|\mathbb{E}[g]| / \sqrt{\mathrm{Var}[g]}` averaged over coordinates
+            with nonzero variance (NaN when every coordinate's variance is zero).
         mean_norm: the norm of the average gradient, ‖E[g]‖.
     """
 

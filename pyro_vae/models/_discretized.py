@@ -84,7 +84,7 @@ class DiscretizedLogisticDistribution(dist.TorchDistribution):
 
     x = round((n-1) clamp(y, 0, 1)) / (n-1) for y ~ Logistic(loc, scale): with h = 1/(2(n-1)),
     P(x) = σ((x + h - μ)/s) - σ((x - h - μ)/s) on interior bins, P(0) = σ((h - μ)/s) and
-    P(1) = 1 - σ((1 - h - μ)/s), computed in log space (see :func:`discretized_logistic_log_prob`).
+    P(1) = 1 - σ((1 - h - μ)/s), computed in log space (see ``discretized_logistic_log_prob``).
 
     Arguments:
         loc: μ, any real shape.

@@ -241,11 +241,14 @@ def _check_made_widths(hidden: list[int], latent_dim: int) -> None:
 
 
 class _ConditionalFlowGuide(Guide):
-    """q(z|x): a diagonal Gaussian q₀(z₀|x) pushed through ``num_flows`` steps conditioned on x.
+    r"""q(z|x): a diagonal Gaussian q₀(z₀|x) pushed through ``num_flows`` steps conditioned on x.
 
     z₀ = μ(x) + σ(x) ⊙ ε, z_t = f_t(z_{t-1}; h(x)), and
 
-        log q(z_T|x) = log q₀(z₀|x) - Σ_t log |det ∂f_t/∂z_{t-1}|,
+    .. math::
+
+        \log q(z_T \mid x) = \log q_0(z_0 \mid x)
+        - \sum_t \log \left|\det \frac{\partial f_t}{\partial z_{t-1}}\right|,
 
     where h(x) is a context vector, a linear head on the body's features, which
     every step sees. Subclasses build the steps (:meth:`_step`) and chain them
@@ -304,12 +307,15 @@ class _ConditionalFlowGuide(Guide):
 
 
 class InverseAutoregressiveFlow(_ConditionalFlowGuide):
-    """Inverse autoregressive flow q(z|x) (Kingma et al. 2016).
+    r"""Inverse autoregressive flow q(z|x) (Kingma et al. 2016).
 
     Each step is Pyro's :class:`~pyro.distributions.transforms.ConditionalAffineAutoregressive`
     in its numerically stable form: with (m, s) = MADE(z_{t-1}, h),
 
-        σ = sigmoid(s + 2),  z_t = σ ⊙ z_{t-1} + (1 - σ) ⊙ m,  log |det| = Σ_d log σ_d,
+    .. math::
+
+        \sigma = \mathrm{sigmoid}(s + 2), \quad z_t = \sigma \odot z_{t-1} + (1 - \sigma) \odot m,
+        \quad \log |\det| = \textstyle\sum_d \log \sigma_d,
 
     where m_d and s_d depend on z_{t-1, <d} only, and the variable order is reversed
     between steps. Drawing z and its log q is one network pass per step. Evaluating
@@ -342,12 +348,14 @@ class InverseAutoregressiveFlow(_ConditionalFlowGuide):
 
 
 class AffineCouplingFlow(_ConditionalFlowGuide):
-    """Affine coupling (Real NVP, Dinh et al. 2017) flow q(z|x).
+    r"""Affine coupling (Real NVP, Dinh et al. 2017) flow q(z|x).
 
     Each step is Pyro's :class:`~pyro.distributions.transforms.ConditionalAffineCoupling`:
     with z split into halves (a, b) of sizes ⌊D/2⌋ and ⌈D/2⌉ and (m, log s) = NN(a, h),
 
-        z_t = (a, s ⊙ b + m),  log |det| = Σ_d log s_d,
+    .. math::
+
+        z_t = (a, s \odot b + m), \quad \log |\det| = \textstyle\sum_d \log s_d,
 
     and the order of z is reversed between steps, so each half is transformed in
     turn. Unlike IAF, both directions are one network pass, so ``stl`` and

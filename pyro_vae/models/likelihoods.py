@@ -240,10 +240,14 @@ class Gaussian(_ScaledLikelihood):
 
 
 class Laplace(_ScaledLikelihood):
-    """Laplace pixels x_i ~ Laplace(μ_i(z), b) with location from the network, for real data.
+    r"""Laplace pixels x_i ~ Laplace(μ_i(z), b) with location from the network, for real data.
 
-    log p(x|z) = Σ_i [ -|x_i - μ_i| / b - log(2b) ]; heavier tails than :class:`Gaussian`, so
-    the fit (the conditional median) is less pulled by outlying pixels.
+    .. math::
+
+        \log p(x \mid z) = \sum_i \left[ -\frac{|x_i - \mu_i|}{b} - \log 2b \right];
+
+    heavier tails than :class:`Gaussian`, so the fit (the conditional median) is less
+    pulled by outlying pixels.
 
     Arguments:
         net: maps z to the location μ.

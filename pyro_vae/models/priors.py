@@ -117,7 +117,7 @@ class LearnedNormal(Prior):
 
     @property
     def scale(self) -> torch.Tensor:
-        """s: ``(latent_dim,)``."""
+        """The scales s of the prior, ``(latent_dim,)``."""
         return F.softplus(self.raw_scale) + self.min_scale
 
     def forward(self) -> dist.TorchDistribution:
@@ -187,9 +187,12 @@ def _alternating(latent_dim: int, step: int) -> torch.Tensor:
 
 
 class FlowPrior(Prior):
-    """A normalizing flow on a standard normal: z = f(ε), ε ~ N(0, I).
+    r"""A normalizing flow on a standard normal: z = f(ε), ε ~ N(0, I).
 
-    log p(z) = log N(f⁻¹(z); 0, I) + log |det ∂f⁻¹/∂z|.
+    .. math::
+
+        \log p(z) = \log \mathcal{N}(f^{-1}(z); 0, I)
+        + \log \left|\det \frac{\partial f^{-1}}{\partial z}\right|
 
     By default f⁻¹ is a masked autoregressive flow (Papamakarios et al. 2017):
     ``num_flows`` steps of Pyro's :class:`~pyro.distributions.transforms.AffineAutoregressive`
@@ -202,7 +205,7 @@ class FlowPrior(Prior):
         num_flows: number of autoregressive steps.
         hidden: hidden widths of each step's MADE network (default ``[4 D]``, at least 16).
         transforms: instead of the default, any ``pyro.distributions.transforms``
-            ``TransformModule``s, in sampling order: z = t_n(… t_1(ε)). Their parameters
+            ``TransformModule`` objects, in sampling order: z = t_n(… t_1(ε)). Their parameters
             are learned; their inverse must be computable for log p(z).
 
     References:

@@ -250,7 +250,7 @@ class HierarchicalVAE(VAE):
         conditionals: ``[p(z_1|z_2), …, p(z_{L-1}|z_L)]``, bottom-up (L - 1 layers).
         likelihood: p_θ(x | z_1).
         guides: ``[q(z_1|x), q(z_2|z_1), …, q(z_L|z_{L-1})]`` (L layers); the first is
-            ``self.encoder``, so :meth:`encode` and :meth:`reconstruct` go through z_1.
+            ``self.encoder``, so :meth:`~VAE.encode` and :meth:`~VAE.reconstruct` go through z_1.
         name: prefix of this model's parameters in Pyro's param store.
     """
 

@@ -7,14 +7,14 @@ arguments before drawing, writes one image atomically and returns its path.
 
 Modules, by what the figures show:
 
-* :mod:`~pyro_vae.plots.training`: learning curves, the estimator comparison, gradient statistics.
-* :mod:`~pyro_vae.plots.latent_space`: samples, reconstructions, interpolations, traversals,
+* ``plots.training``: learning curves, the estimator comparison, gradient statistics.
+* ``plots.latent_space``: samples, reconstructions, interpolations, traversals,
   the decoded 2-D manifold, priors beside aggregate posteriors.
-* :mod:`~pyro_vae.plots.latent_maps`: latent maps coloured by label, the aggregate posterior
+* ``plots.latent_maps``: latent maps coloured by label, the aggregate posterior
   against the prior, and the KL and activity of each latent unit.
-* :mod:`~pyro_vae.plots.applications`: anomaly detection, denoising and the latent-size sweep.
-* :mod:`~pyro_vae.plots.gaps`: the inference gaps and posteriors against MCMC.
-* :mod:`~pyro_vae.plots.elbo_forms`: the ELBO's three forms, the gap, prior matching by layer.
+* ``plots.applications``: anomaly detection, denoising and the latent-size sweep.
+* ``plots.gaps``: the inference gaps and posteriors against MCMC.
+* ``plots.elbo_forms``: the ELBO's three forms, the gap, prior matching by layer.
 
 Latent units are named z₁, z₂, … in every figure: unit ``u`` of the code (``z[:, u]``,
 ``dims=[u]``, counted from 0 as in Python) is drawn as z with subscript u + 1. Axes of

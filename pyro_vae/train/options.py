@@ -107,7 +107,7 @@ class FitOptions:
             an epoch (default: at the end of each epoch only).
         on_nonfinite: what a step with a NaN or infinite loss or gradient does; the
             step is never applied. ``"stop"`` (the default) raises
-            :class:`~pyro_vae.train.NonFiniteLossError` (``checkpoint.pt`` keeps the
+            :class:`~pyro_vae.NonFiniteLossError` (``checkpoint.pt`` keeps the
             last good state); ``"rollback"`` restores the last checkpoint (in memory,
             with or without a run folder), warns, and goes on with fresh random
             draws, up to ``fit``'s ``max_rollbacks`` times in a row before it stops.
