@@ -51,3 +51,17 @@ nitpick_ignore_regex = [
 html_theme = "alabaster"
 html_title = f"pyro_vae {release}"
 exclude_patterns = ["_build"]
+
+
+def _require_docstring(app, what, name, obj, options, lines) -> None:
+    """A public function, class, method or module without a docstring fails the build."""
+    if what in ("function", "class", "method", "module", "exception") and not any(
+        line.strip() for line in lines
+    ):
+        from sphinx.util import logging
+
+        logging.getLogger(__name__).warning("%s %s has no docstring", what, name)
+
+
+def setup(app) -> None:
+    app.connect("autodoc-process-docstring", _require_docstring)

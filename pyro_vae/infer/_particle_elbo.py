@@ -107,6 +107,7 @@ class ParticleELBO(pyro.infer.ELBO):
         return {"step": self.step}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restores the step count that :meth:`state_dict` saved."""
         self.step = check_int_at_least("step", state["step"], low=0)
 
     def _check_programs(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> None:

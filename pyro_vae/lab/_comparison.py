@@ -64,6 +64,7 @@ class Comparison:
         return [row["objective"] for row in self.rows]
 
     def bound_ks(self) -> list[int]:
+        """The K of the test bounds E[IWAE_K] in the table, in column order."""
         return [
             int(c.removeprefix("test_iwae_")) for c in self.columns if c.startswith("test_iwae_")
         ]
