@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 OUT ?= runs/demo
 
-.PHONY: demo test lint format docs bench clean
+.PHONY: demo test lint format docs docs-check bench clean
 
 $(VENV)/.base: setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ format: $(VENV)/.test
 # a docstring that does not parse) fails the build. No network: MathJax is local.
 docs: $(VENV)/.docs
 	$(VENV)/bin/sphinx-build -q -W --keep-going -n -b html docs docs/_build/html
+
+# The built site as a reader sees it, in headless Chromium (Debian's chromium): the maths
+# typeset, the images there; screenshots into docs/_build/screenshots.
+docs-check: docs
+	$(PY) docs/check_site.py docs/_build/html --screenshots docs/_build/screenshots
 
 # Benchmarks append their tables to BENCHMARKS.md. The MNIST one needs full MNIST:
 # ../shared/get-mnist DIR, then make bench MNIST_DIR=DIR.
