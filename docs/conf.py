@@ -21,7 +21,10 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",
+    "myst_parser",  # the Markdown pages: README's sections, BENCHMARKS.md, REPRODUCTION.md
 ]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+myst_heading_anchors = 3  # README's links to its own sections (#checkpoints-and-resume)
 
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
