@@ -1,15 +1,28 @@
-"""The estimators behind :mod:`pyro_vae.objectives`, as ``pyro.infer.ELBO`` subclasses.
+r"""The estimators behind :mod:`pyro_vae.objectives`, as ``pyro.infer.ELBO`` subclasses.
 
-Notation, for one example x with K particles z_k ~ q(z|x) (one extra leading
-plate, vectorised) and a KL weight β (1 unless asked otherwise)::
+Notation, for one example x with K particles :math:`z_k \sim q(z \mid x)` (one extra
+leading plate, vectorised) and a KL weight β (1 unless asked otherwise): the
+log-weights and the normalised weights are
 
-    log w_k = log p(x|z_k) + β [log p(z_k) - log q(z_k|x)]
-    w̃_k     = w_k / Σ_j w_j                                     (normalised weights)
+.. math::
 
-    ELBO    = (1/K) Σ_k log w_k                                  (MonteCarloELBO, STL)
-            = (1/K) Σ_k log p(x|z_k) - β KL(q(z|x) ‖ p(z))       (AnalyticKLELBO)
-    IWAE_K  = log (1/K) Σ_k w_k                                  (IWAE, DReG)
-    L_α     = 1/(1-α) log (1/K) Σ_k w_k^(1-α)                    (RenyiELBO)
+    \log w_k = \log p(x \mid z_k) + \beta \left[\log p(z_k) - \log q(z_k \mid x)\right],
+    \qquad \tilde w_k = \frac{w_k}{\sum_j w_j},
+
+and the bounds
+
+.. math::
+
+    \begin{aligned}
+    \mathrm{ELBO} &= \frac{1}{K} \sum_k \log w_k
+        && \text{(MonteCarloELBO, STL)} \\
+    &= \frac{1}{K} \sum_k \log p(x \mid z_k) - \beta\, \mathrm{KL}(q(z \mid x) \,\|\, p(z))
+        && \text{(AnalyticKLELBO)} \\
+    \mathrm{IWAE}_K &= \log \frac{1}{K} \sum_k w_k
+        && \text{(IWAE, DReG)} \\
+    \mathcal{L}_\alpha &= \frac{1}{1 - \alpha} \log \frac{1}{K} \sum_k w_k^{1 - \alpha}
+        && \text{(RenyiELBO)}
+    \end{aligned}
 
 Each estimator is written once, over the quantities of one vectorised draw
 (:class:`~pyro_vae.infer._draw.Draw`): a VAE's own programs give them without
@@ -25,17 +38,20 @@ Gradients (ψ stands for any parameter, of the decoder or the guide):
 - reparameterised (``MonteCarloELBO``, ``AnalyticKLELBO``, ``IWAE``, ``RenyiELBO``):
   autograd of the bound through z = g_φ(ε).
 - ``ScoreFunctionELBO``: z is drawn without a pathwise gradient and the guide is
-  trained by REINFORCE, Σ_k (log w_k - b_k) ∇ log q(z_k|x), with a leave-one-out
-  baseline b_k.
-- ``STL`` (sticking the landing): drops the score term -β ∂/∂φ log q_φ(z)|_z, which
-  has mean zero; at q = p(z|x) the guide's gradient is then exactly zero.
+  trained by REINFORCE, :math:`\sum_k (\log w_k - b_k) \nabla \log q(z_k \mid x)`, with a
+  leave-one-out baseline :math:`b_k`.
+- ``STL`` (sticking the landing): drops the score term
+  :math:`-\beta\, \partial_\phi \log q_\phi(z)|_z`, which has mean zero; at
+  :math:`q = p(z \mid x)` the guide's gradient is then exactly zero.
 - ``DReG`` (doubly reparameterised IWAE gradient): the guide's gradient
-  Σ_k w̃_k² ∂log w_k/∂z_k ∂z_k/∂φ, unbiased for ∇φ IWAE_K, whose signal-to-noise
-  ratio does not vanish as K grows. With β ≠ 1 the weight is (1-β) w̃_k + β w̃_k².
+  :math:`\sum_k \tilde w_k^2\, \frac{\partial \log w_k}{\partial z_k}
+  \frac{\partial z_k}{\partial \phi}`, unbiased for :math:`\nabla_\phi \mathrm{IWAE}_K`,
+  whose signal-to-noise ratio does not vanish as K grows. With β ≠ 1 the weight is
+  :math:`(1 - \beta) \tilde w_k + \beta \tilde w_k^2`.
 
 β can ramp up linearly over the first ``warmup_steps`` training steps (KL
 annealing); ``free_bits`` λ replaces the KL of each latent dimension, averaged
-over the batch, by max(λ, KL) (Kingma et al. 2016).
+over the batch, by :math:`\max(\lambda, \mathrm{KL})` (Kingma et al. 2016).
 
 References:
     1. Y. Burda, R. Grosse, R. Salakhutdinov. Importance weighted autoencoders. ICLR 2016.
