@@ -148,7 +148,26 @@ def elbo_forms(
     *,
     batch_size: int | None = None,
 ) -> ElboForms:
-    """The ELBO of each example in its three forms, each piece computed its own way.
+    r"""The ELBO of each example in its three forms, each piece computed its own way:
+
+    .. math::
+
+        \begin{aligned}
+        \mathrm{ELBO}(x) &= \log p(x) - \mathrm{KL}(q(z \mid x) \,\|\, p(z \mid x))
+            && \text{(1) evidence minus the gap} \\
+        &= \mathbb{E}_q[\log p(x \mid z)] - \mathrm{KL}(q(z \mid x) \,\|\, p(z))
+            && \text{(2) reconstruction minus prior matching} \\
+        &= \mathbb{E}_q[\log p(x, z) - \log q(z \mid x)]
+            && \text{(3) the expected log-weight}
+        \end{aligned}
+
+    For a Markovian hierarchical VAE the prior matching of (2) splits by layer,
+    :math:`\sum_l \mathbb{E}_q[\log q(z_l \mid z_{l-1}) - \log p(z_l \mid z_{l+1})]`.
+    Every piece uses the same K draws :math:`z_k \sim q(z \mid x)`: (3) is the mean of
+    :math:`\log w_k`; (2) takes each layer's KL in closed form where torch has one;
+    (1) estimates log p(x) by importance sampling and the gap as
+    :math:`\log \hat p(x) - \frac{1}{K}\sum_k \log w_k`, so (1) equals (3) by
+    construction and adds the split into evidence and gap.
 
     Arguments:
         model, guide: Pyro programs taking a batch ``x`` (a VAE's ``vae.model`` and

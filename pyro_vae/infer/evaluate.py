@@ -1,4 +1,4 @@
-"""Evaluation of trained models: importance weights, log-likelihood and the ELBO.
+r"""Evaluation of trained models: importance weights, log-likelihood and the ELBO.
 
 Every function takes a Pyro ``model`` and ``guide`` that follow pyro_vae's site
 names (every sample site inside ``plate("data")`` over the batch) and a data
@@ -16,10 +16,16 @@ share (:func:`pyro_vae.infer._programs.check_programs`): it refuses swapped prog
 passed instead of ``vae.model`` or ``vae.guide``, and sites outside the data
 plate, and finds how deep the programs nest their plates.
 
-The importance weight of a sample z_k ~ q(z|x) is w_k = p(x, z_k) / q(z_k|x), so
+The importance weight of a sample :math:`z_k \sim q(z \mid x)` is
+:math:`w_k = p(x, z_k) / q(z_k \mid x)`, so
 
-    log p(x) ≈ log (1/K) Σ_k w_k      (a stochastically lower bound, → log p(x) as K → ∞)
-    ELBO(x)  ≈ (1/K) Σ_k log w_k      (unbiased for E_q[log w])
+.. math::
+
+    \log p(x) \approx \log \frac{1}{K} \sum_k w_k, \qquad
+    \mathrm{ELBO}(x) \approx \frac{1}{K} \sum_k \log w_k;
+
+the first is a stochastic lower bound that tends to log p(x) as K → ∞, the second
+an unbiased estimate of :math:`\mathbb{E}_q[\log w]`.
 
 :func:`elbo_forms` (:mod:`pyro_vae.infer._elbo_forms`) writes the ELBO in its three
 equal forms, each piece with its Monte Carlo error.
@@ -255,9 +261,12 @@ def elbo(
     batch_size: int | None = None,
     max_rows: int = _DEFAULT_MAX_ROWS,
 ) -> torch.Tensor:
-    """Monte Carlo estimate of the evidence lower bound per example: (1/K) Σ_k log w_k.
+    r"""Monte Carlo estimate of the evidence lower bound per example: (1/K) Σ_k log w_k.
 
-    ELBO(x) = E_q[log p(x, z) - log q(z|x)] = log p(x) - KL(q(z|x) ‖ p(z|x)).
+    .. math::
+
+        \mathrm{ELBO}(x) = \mathbb{E}_q[\log p(x, z) - \log q(z \mid x)]
+        = \log p(x) - \mathrm{KL}(q(z \mid x) \,\|\, p(z \mid x)).
 
     Returns:
         a tensor of shape ``(N,)``.

@@ -1,18 +1,25 @@
-"""The linear-Gaussian model (probabilistic PCA): a VAE whose every quantity is known exactly.
+r"""The linear-Gaussian model (probabilistic PCA): a VAE whose every quantity is known exactly.
 
-    z ~ N(0, I_d),    x | z ~ N(W z + b, σ² I_D)
+.. math::
 
-Then x ~ N(b, C) with C = W Wᵀ + σ² I_D, so
+    z \sim \mathcal{N}(0, I_d), \qquad x \mid z \sim \mathcal{N}(W z + b, \sigma^2 I_D).
 
-    log p(x) = log N(x; b, W Wᵀ + σ² I_D),
+Then :math:`x \sim \mathcal{N}(b, C)` with :math:`C = W W^\top + \sigma^2 I_D`, so
 
-and the posterior is Gaussian: with M = Wᵀ W + σ² I_d,
+.. math::
 
-    p(z | x) = N(z; M⁻¹ Wᵀ (x - b), σ² M⁻¹).
+    \log p(x) = \log \mathcal{N}(x;\, b,\, W W^\top + \sigma^2 I_D),
+
+and the posterior is Gaussian: with :math:`M = W^\top W + \sigma^2 I_d`,
+
+.. math::
+
+    p(z \mid x) = \mathcal{N}(z;\, M^{-1} W^\top (x - b),\, \sigma^2 M^{-1}).
 
 Every bound and estimator can therefore be checked against the truth: with the
 exact posterior as guide every importance weight equals p(x), and for any other
-Gaussian guide ELBO(x) = log p(x) - KL(q(z|x) ‖ p(z|x)) in closed form.
+Gaussian guide :math:`\mathrm{ELBO}(x) = \log p(x) - \mathrm{KL}(q(z \mid x) \,\|\, p(z \mid x))`
+in closed form.
 
 References:
     1. M. E. Tipping, C. M. Bishop. Probabilistic principal component analysis.
