@@ -33,10 +33,12 @@ def _guide_module(guide: Any) -> nn.Module:
 
 
 class VampPrior(Prior):
-    """The VampPrior (Tomczak & Welling 2018): the guide's posteriors at learned pseudo-inputs.
+    r"""The VampPrior (Tomczak & Welling 2018): the guide's posteriors at learned pseudo-inputs.
 
-    p(z) = (1/C) Σ_c q_φ(z | u_c), with pseudo-inputs u_1 … u_C of the data's shape
-    learned with everything else. The prior shares the guide's parameters φ: the
+    .. math:: p(z) = \frac{1}{C} \sum_c q_\phi(z \mid u_c),
+
+    with pseudo-inputs :math:`u_1, \dots, u_C` of the data's shape learned with
+    everything else. The prior shares the guide's parameters φ: the
     model's log p(z) trains the encoder too. For a diagonal-Gaussian guide the
     mixture is evaluated without a (…, C, D) intermediate; any other guide (full
     covariance, flows) is evaluated component by component, which costs C guide

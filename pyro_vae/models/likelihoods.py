@@ -118,9 +118,12 @@ class Likelihood(nn.Module, ABC):
 
 
 class Bernoulli(Likelihood):
-    """Bernoulli pixels with logits from the network, for binary data x ∈ {0, 1}.
+    r"""Bernoulli pixels with logits from the network, for binary data x ∈ {0, 1}.
 
-    log p(x|z) = Σ_i [ x_i ℓ_i - log(1 + exp ℓ_i) ], ℓ = net(z) (computed stably from logits).
+    .. math:: \log p(x \mid z) = \sum_i \left[ x_i \ell_i - \log(1 + e^{\ell_i}) \right],
+        \qquad \ell = \mathrm{net}(z),
+
+    computed stably from the logits.
     """
 
     support = constraints.boolean
@@ -152,11 +155,16 @@ class Bernoulli(Likelihood):
 
 
 class ContinuousBernoulli(Likelihood):
-    """Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) for intensities x ∈ [0, 1].
+    r"""Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) for intensities x ∈ [0, 1].
 
-    log p(x|z) = Σ_i [ x_i log λ_i + (1 - x_i) log(1 - λ_i) + log C(λ_i) ], λ = sigmoid(net(z)),
-    where C(λ) = 2 artanh(1 - 2λ) / (1 - 2λ) = ℓ / tanh(ℓ/2), ℓ = net(z), normalises the
-    density on [0, 1]; it is computed from ℓ, exact for any finite ℓ (see
+    .. math::
+
+        \log p(x \mid z) = \sum_i \left[ x_i \log \lambda_i + (1 - x_i) \log(1 - \lambda_i)
+        + \log C(\lambda_i) \right], \qquad \lambda = \mathrm{sigmoid}(\mathrm{net}(z)),
+
+    where :math:`C(\lambda) = 2 \operatorname{artanh}(1 - 2\lambda) / (1 - 2\lambda)
+    = \ell / \tanh(\ell/2)`, :math:`\ell = \mathrm{net}(z)`, normalises the density on
+    [0, 1]; it is computed from ℓ, exact for any finite ℓ (see
     :mod:`pyro_vae.models._continuous_bernoulli`).
 
     References:
@@ -214,9 +222,12 @@ class _ScaledLikelihood(Likelihood):
 
 
 class Gaussian(_ScaledLikelihood):
-    """Gaussian pixels x_i ~ N(μ_i(z), σ²) with mean from the network, for real-valued data.
+    r"""Gaussian pixels x_i ~ N(μ_i(z), σ²) with mean from the network, for real-valued data.
 
-    log p(x|z) = Σ_i [ -½ ((x_i - μ_i)/σ)² - log σ - ½ log 2π ].
+    .. math::
+
+        \log p(x \mid z) = \sum_i \left[ -\tfrac{1}{2} \left(\frac{x_i - \mu_i}{\sigma}\right)^2
+        - \log \sigma - \tfrac{1}{2} \log 2\pi \right].
 
     Arguments:
         net: maps z to the mean μ.

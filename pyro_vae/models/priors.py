@@ -53,9 +53,9 @@ __all__ = [
 
 
 class StandardNormal(Prior):
-    """The isotropic Gaussian prior p(z) = N(z; 0, I).
+    r"""The isotropic Gaussian prior p(z) = N(z; 0, I).
 
-    log p(z) = -½ Σ_d z_d² - (D/2) log 2π.
+    .. math:: \log p(z) = -\tfrac{1}{2} \sum_d z_d^2 - \tfrac{D}{2} \log 2\pi.
 
     Example:
         >>> StandardNormal(3)().log_prob(torch.zeros(3)).item()  # doctest: +ELLIPSIS
@@ -98,10 +98,14 @@ def _scale_parameter(shape: tuple[int, ...], init_scale: float, min_scale: float
 
 
 class LearnedNormal(Prior):
-    """A learned diagonal Gaussian p(z) = N(z; m, diag s²), s = softplus(ρ) + s_min.
+    r"""A learned diagonal Gaussian p(z) = N(z; m, diag s²), s = softplus(ρ) + s_min.
 
-    log p(z) = Σ_d [ -½ ((z_d - m_d)/s_d)² - log s_d ] - (D/2) log 2π, and the KL from a
-    diagonal or full-covariance Gaussian guide is in closed form.
+    .. math::
+
+        \log p(z) = \sum_d \left[ -\tfrac{1}{2} \left(\frac{z_d - m_d}{s_d}\right)^2
+        - \log s_d \right] - \tfrac{D}{2} \log 2\pi,
+
+    and the KL from a diagonal or full-covariance Gaussian guide is in closed form.
 
     Arguments:
         latent_dim: D.
@@ -135,11 +139,15 @@ class LearnedNormal(Prior):
 
 
 class MixtureOfGaussians(Prior):
-    """A learned mixture p(z) = Σ_c π_c N(z; μ_c, diag σ_c²), π = softmax(a).
+    r"""A learned mixture p(z) = Σ_c π_c N(z; μ_c, diag σ_c²), π = softmax(a).
 
-    log p(z) = logsumexp_c [ log π_c + log N(z; μ_c, diag σ_c²) ], computed without a
-    (…, C, D) intermediate (see :mod:`pyro_vae.models._mixture`). No closed-form KL exists,
-    so ``analytic-kl`` estimates it by Monte Carlo and says so.
+    .. math::
+
+        \log p(z) = \operatorname{logsumexp}_c \left[ \log \pi_c
+        + \log \mathcal{N}(z; \mu_c, \operatorname{diag} \sigma_c^2) \right],
+
+    computed without a (…, C, D) intermediate (see :mod:`pyro_vae.models._mixture`). No
+    closed-form KL exists, so ``analytic-kl`` estimates it by Monte Carlo and says so.
 
     Arguments:
         latent_dim: D.

@@ -224,17 +224,29 @@ def _check_parts(prior: Prior, likelihood: Likelihood, guides: Sequence[Guide], 
 
 
 class HierarchicalVAE(VAE):
-    """A Markovian hierarchical VAE with L stochastic layers z_1 (next to x) … z_L (top).
+    r"""A Markovian hierarchical VAE with L stochastic layers z_1 (next to x) … z_L (top).
 
-    Model, sites ``"zL"`` … ``"z1"`` then ``"x"``, all inside plate ``"data"``::
+    Model, sites ``"zL"`` … ``"z1"`` then ``"x"``, all inside plate ``"data"``:
 
-        z_L ~ p(z_L),   z_{l-1} ~ p_θ(z_{l-1} | z_l) for l = L … 2,   x ~ p_θ(x | z_1)
+    .. math::
 
-    Guide, bottom-up::
+        z_L \sim p(z_L), \quad z_{l-1} \sim p_\theta(z_{l-1} \mid z_l) \ (l = L, \dots, 2),
+        \quad x \sim p_\theta(x \mid z_1).
 
-        z_1 ~ q_φ(z_1 | x),   z_l ~ q_φ(z_l | z_{l-1}) for l = 2 … L
+    Guide, bottom-up:
 
-    so log w = log p(z_L) + Σ_l log p(z_{l-1}|z_l) + log p(x|z_1) - Σ_l log q(z_l|·), and
+    .. math::
+
+        z_1 \sim q_\phi(z_1 \mid x), \quad z_l \sim q_\phi(z_l \mid z_{l-1}) \ (l = 2, \dots, L),
+
+    so
+
+    .. math::
+
+        \log w = \log p(z_L) + \sum_l \log p(z_{l-1} \mid z_l) + \log p(x \mid z_1)
+        - \sum_l \log q(z_l \mid \cdot),
+
+    and
     every objective that supports several latent sites (all of :mod:`pyro_vae.objectives`;
     ``analytic-kl`` uses the closed form only at the top, where the prior does not
     depend on a latent the guide samples later) trains it. The programs run traced.
