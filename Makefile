@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 OUT ?= runs/demo
 
-.PHONY: demo test lint format docs docs-check bench clean
+.PHONY: demo test lint format docs docs-check gallery bench clean
 
 $(VENV)/.base: setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ docs: $(VENV)/.docs
 # typeset, the images there; screenshots into docs/_build/screenshots.
 docs-check: docs
 	$(PY) docs/check_site.py docs/_build/html --screenshots docs/_build/screenshots
+
+# The gallery's figures: every tutorial run in full (its runs into RUNS, default
+# runs/gallery), its figures copied into docs/gallery with the run's command, time, device
+# and commit. Commit docs/gallery afterwards; the site shows these, it never trains.
+gallery: $(VENV)/.base
+	OMP_NUM_THREADS=1 $(PY) docs/collect_gallery.py --runs $(or $(RUNS),runs/gallery)
 
 # Benchmarks append their tables to BENCHMARKS.md. The MNIST one needs full MNIST:
 # ../shared/get-mnist DIR, then make bench MNIST_DIR=DIR.

@@ -22,8 +22,15 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
-# The entry page, the guide (README, with its figures) and API pages with display maths.
-PAGES = ("index.html", "guide.html", "api/models.html", "api/inference.html")
+# The entry page, the guide (README, with its figures), the tutorial gallery (thumbnails)
+# and API pages with display maths.
+PAGES = (
+    "index.html",
+    "guide.html",
+    "tutorials/index.html",
+    "api/models.html",
+    "api/inference.html",
+)
 TEX_LEFT = (r"\frac", r"\mathbb", r"\mathrm", r"\log", r"\(", r"\[", "$$")
 _BROWSER = ("chromium", "chromium-browser", "google-chrome")
 _BUDGET_MS = "15000"  # virtual time for the scripts (MathJax) to finish

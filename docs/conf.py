@@ -9,7 +9,12 @@ them is fetched (``nitpick_ignore_regex`` below keeps them from being reported).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pyro_vae
+
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "pyro_vae"
 author = "the pyro_vae authors"
@@ -22,6 +27,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",
     "myst_parser",  # the Markdown pages: README's sections, BENCHMARKS.md, REPRODUCTION.md
+    "tutorial_gallery",  # a page per tutorial, with the figures of its committed full run
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 myst_heading_anchors = 3  # README's links to its own sections (#checkpoints-and-resume)

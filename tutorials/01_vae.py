@@ -12,7 +12,9 @@ SVI. Part 2 builds the same VAE from pyro_vae's parts and trains it with
 held-out log-likelihood, which works for any model/guide pair that uses the
 site names "z" and "x" inside a plate "data".
 
-Run:  python tutorials/01_vae.py [--out runs/tutorial01] [--smoke-test]
+Run::
+
+    python tutorials/01_vae.py [--out runs/tutorial01] [--smoke-test]
 """
 
 from __future__ import annotations

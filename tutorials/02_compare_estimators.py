@@ -1,12 +1,20 @@
-"""Tutorial 2: comparing ELBO estimators on one model.
+r"""Tutorial 2: comparing ELBO estimators on one model.
 
 The same VAE can be trained with many objectives. All of them are Monte Carlo
-estimates built from importance weights w_k = p(x, z_k) / q(z_k|x), z_k ~ q(z|x):
+estimates built from importance weights :math:`w_k = p(x, z_k) / q(z_k \mid x)`,
+:math:`z_k \sim q(z \mid x)`:
 
-    ELBO    = E[log w]                               (elbo: KL by sampling;
-                                                      analytic-kl: KL in closed form)
-    IWAE_K  = E[log (1/K) Σ_k w_k]   ≥ ELBO          (iwae; tends to log p(x) as K grows)
-    L_α     = E[1/(1-α) log (1/K) Σ_k w_k^(1-α)]     (renyi)
+.. math::
+
+    \begin{aligned}
+    \mathrm{ELBO} &= \mathbb{E}[\log w]
+        && \text{(elbo: KL by sampling; analytic-kl: KL in closed form)} \\
+    \mathrm{IWAE}_K &= \mathbb{E}\Big[\log \frac{1}{K} \sum_k w_k\Big] \ge \mathrm{ELBO}
+        && \text{(iwae; tends to } \log p(x) \text{ as K grows)} \\
+    \mathcal{L}_\alpha
+        &= \mathbb{E}\Big[\frac{1}{1-\alpha} \log \frac{1}{K} \sum_k w_k^{1-\alpha}\Big]
+        && \text{(renyi)}
+    \end{aligned}
 
 and they differ in the *gradient* they give the guide q_φ:
 
@@ -23,9 +31,13 @@ objective trains the same model from the same initial weights, seed and data
 order, and the lab reports test bounds, log p(x), the ELBO's terms, active
 units, time per epoch and gradient statistics against K, as tables and figures.
 
-Run:  python tutorials/02_compare_estimators.py [--out runs/tutorial02] [--smoke-test]
-The command-line equivalent of part 2:
-      pyro-vae compare --objectives elbo,analytic-kl,iwae:k=5,iwae-dreg:k=5
+Run::
+
+    python tutorials/02_compare_estimators.py [--out runs/tutorial02] [--smoke-test]
+
+The command-line equivalent of part 2::
+
+    pyro-vae compare --objectives elbo,analytic-kl,iwae:k=5,iwae-dreg:k=5
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ grey-level images. Part 3 swaps the architecture: a two-layer hierarchical VAE
 and convolutional networks. Part 4 swaps the data type: a VAE over sequences
 with recurrent networks keeps the same priors, guides and objectives.
 
-Run:  python tutorials/03_swap_priors_and_guides.py [--out runs/tutorial03] [--smoke-test]
+Run::
+
+    python tutorials/03_swap_priors_and_guides.py [--out runs/tutorial03] [--smoke-test]
 """
 
 from __future__ import annotations

@@ -64,8 +64,10 @@ worse at 64, which trains more slowly) and the KL levels off, so the extra units
 little. At this short budget Burda's lenient 0.01 threshold still counts every unit
 active; part 2's 64-D model, trained for 100 epochs, has switched some off.
 
-Run:  python tutorials/04_latent_space.py [--out runs/tutorial04] [--epochs 100] [--sweep-epochs 30]
-      [--smoke-test]
+Run::
+
+    python tutorials/04_latent_space.py [--out runs/tutorial04] [--epochs 100] [--sweep-epochs 30]
+    [--smoke-test]
 """
 
 from __future__ import annotations

@@ -47,7 +47,9 @@ References:
     2. D. J. Rezende, S. Mohamed, D. Wierstra. Stochastic backpropagation and approximate
        inference in deep generative models. ICML 2014.
 
-Run:  python tutorials/05_anomaly_detection.py [--out runs/tutorial05] [--epochs 30] [--smoke-test]
+Run::
+
+    python tutorials/05_anomaly_detection.py [--out runs/tutorial05] [--epochs 30] [--smoke-test]
 """
 
 from __future__ import annotations

@@ -34,7 +34,9 @@ Reading the figures:
   blue ellipses the local q*(z|x) (solid 1σ, dashed 2σ; crosses are means). Where red
   sits off the cloud and blue on it, the encoder, not the Gaussian family, is to blame.
 
-Run:  python tutorials/06_inference_gaps.py [--out runs/tutorial06] [--epochs 30] [--smoke-test]
+Run::
+
+    python tutorials/06_inference_gaps.py [--out runs/tutorial06] [--epochs 30] [--smoke-test]
 
 References:
     1. C. Cremer, X. Li, D. Duvenaud. Inference suboptimality in variational

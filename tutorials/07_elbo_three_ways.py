@@ -46,7 +46,9 @@ right, the prior matching stacked by layer, with the reconstruction term written
 "diagonal, joint" is part 1's model, its guide trained together with the decoder; the
 next three are part 2's refits on that decoder.
 
-Run:  python tutorials/07_elbo_three_ways.py [--out runs/tutorial07] [--epochs 30] [--smoke-test]
+Run::
+
+    python tutorials/07_elbo_three_ways.py [--out runs/tutorial07] [--epochs 30] [--smoke-test]
 """
 
 from __future__ import annotations
