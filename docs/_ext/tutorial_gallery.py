@@ -72,7 +72,7 @@ def _index(scripts: list[Path], docs: Path) -> str:
         title_line, _ = _docstring(script)
         lines += [f":doc:`{title_line} <{script.stem}>`", ""]
         if figures:
-            lines += [f".. image:: /gallery/{script.stem}/{figures[0].name}", "   :width: 45%",
+            lines += [f".. image:: /gallery/{script.stem}/{figures[0].name}", "   :height: 180px",
                       f"   :target: {script.stem}.html", ""]  # fmt: skip
     return "\n".join(lines)
 
