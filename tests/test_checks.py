@@ -41,3 +41,16 @@ def test_an_output_path_without_write_permission_is_named(tmp_path, monkeypatch)
     monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
     with pytest.raises(PermissionError, match="out=.*cannot be written: no write permission"):
         check_output_path("out", tmp_path / "new", folder=True)
+
+
+def test_labelled_results_are_a_non_empty_dict_of_one_kind():
+    from pyro_vae._checks import check_labelled
+
+    assert check_labelled("rows", {1: 2.0}, float) == {"1": 2.0}
+    assert check_labelled("rows", 2.0, float, alone=True) == {"": 2.0}
+    with pytest.raises(TypeError, match=r"rows must be a non-empty dict of label -> float, got"):
+        check_labelled("rows", {}, float)
+    with pytest.raises(TypeError, match=r"rows must be a float or a non-empty dict"):
+        check_labelled("rows", [2.0], float, alone=True)
+    with pytest.raises(TypeError, match=r"rows\['a'\] must be an int, got str"):
+        check_labelled("rows", {"a": "x"}, int)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pyro_vae._checks import check_labelled
 from pyro_vae.analysis._local_guides import LocalGuide
 
 __all__ = ["InferenceGaps", "gaps_table", "PosteriorComparison"]
@@ -79,17 +80,10 @@ _COLUMNS = (
 
 def gaps_table(results: Mapping[str, InferenceGaps]) -> str:
     """A Markdown table with one row per label: mean ± standard error of each quantity, nats."""
-    if not isinstance(results, Mapping) or not results:
-        raise TypeError(
-            f"results must be a non-empty dict of label -> InferenceGaps, got {results!r}"
-        )
+    results = check_labelled("results", results, InferenceGaps)
     lines = ["| guide | " + " | ".join(title for _, title in _COLUMNS) + " |"]
     lines.append("|---" * (len(_COLUMNS) + 1) + "|")
     for label, gaps in results.items():
-        if not isinstance(gaps, InferenceGaps):
-            raise TypeError(
-                f"results[{label!r}] must be an InferenceGaps, got {type(gaps).__name__}"
-            )
         cells = [f"{mean:.2f} ± {stderr:.2f}" for mean, stderr in gaps.summary().values()]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from pyro_vae._checks import check_labelled
 from pyro_vae.infer.evaluate import ElboForms
 from pyro_vae.plots._figure import check_figure_path, save_figure
 
@@ -23,18 +24,6 @@ _FORMS = (
     ("form3", "(3) E_q[log p(x,z) − log q(z|x)]", "tab:green", "^"),
 )
 _LAYER_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
-
-
-def _check_results(results: object) -> dict[str, ElboForms]:
-    if not isinstance(results, Mapping) or not results:
-        raise TypeError(
-            "results must be a non-empty dict of label -> ElboForms "
-            f"(pyro_vae.evaluate.elbo_forms), got {type(results).__name__}"
-        )
-    for label, forms in results.items():
-        if not isinstance(forms, ElboForms):
-            raise TypeError(f"results[{label!r}] must be an ElboForms, got {type(forms).__name__}")
-    return {str(label): forms for label, forms in results.items()}
 
 
 def _mean(values: torch.Tensor, stderr: torch.Tensor) -> tuple[float, float]:
@@ -57,7 +46,7 @@ def save_elbo_forms(results: Mapping[str, ElboForms], path: str | os.PathLike) -
         results: label -> :class:`~pyro_vae.evaluate.ElboForms`, one per model.
         path: the image file to write.
     """
-    results = _check_results(results)
+    results = check_labelled("results", results, ElboForms)
     check_figure_path(path)
     fig = Figure(figsize=(13, 4.4), layout="constrained")
     forms_ax, gap_ax, layers_ax = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.3, 1, 1]})

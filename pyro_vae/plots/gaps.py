@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from pyro_vae._checks import check_shape
+from pyro_vae._checks import check_labelled, check_shape
 from pyro_vae.analysis._gap_checks import check_samples, check_vae
 from pyro_vae.analysis._local_guides import check_local_guide
 from pyro_vae.analysis.gaps import InferenceGaps, LocalGuide
@@ -29,20 +29,6 @@ _GUIDE_STYLES = [("tab:green", "o"), ("tab:purple", "s"), ("tab:brown", "^"), ("
 _GUIDE_COLOURS = {"amortised": "tab:red", "local": "tab:blue"}
 _GUIDE_LABELS = {"amortised": "amortised q_φ(z|x)", "local": "local q*(z|x)"}
 _MAX_EXAMPLES = 8
-
-
-def _check_gaps(gaps: object) -> dict[str, InferenceGaps]:
-    if isinstance(gaps, InferenceGaps):
-        return {"": gaps}
-    if not isinstance(gaps, Mapping) or not gaps:
-        raise TypeError(
-            "gaps must be an InferenceGaps or a non-empty dict of label -> InferenceGaps, "
-            f"got {type(gaps).__name__}"
-        )
-    for label, value in gaps.items():
-        if not isinstance(value, InferenceGaps):
-            raise TypeError(f"gaps[{label!r}] must be an InferenceGaps, got {type(value).__name__}")
-    return {str(label): value for label, value in gaps.items()}
 
 
 def save_inference_gaps(
@@ -61,7 +47,7 @@ def save_inference_gaps(
             guides (diagonal, full covariance, a flow) on the same data.
         path: the image file to write.
     """
-    results = _check_gaps(gaps)
+    results = check_labelled("gaps", gaps, InferenceGaps, alone=True)
     check_figure_path(path)
     fig = Figure(figsize=(11, 4.4), layout="constrained")
     bars, scatter = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.2]})
