@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +36,6 @@ __all__ = [
     "FLOAT32_MAX",
     "MAX_LEARNING_RATE",
     "check_data",
-    "check_labelled",
     "check_data_shape",
     "check_data_values",
     "check_finite_data",
@@ -59,24 +58,6 @@ __all__ = [
     "available_devices",
     "check_output_path",
 ]
-
-
-def check_labelled(name: str, value: object, kind: type, *, alone: bool = False) -> dict[str, Any]:
-    """A non-empty mapping of label -> ``kind`` (results to tabulate or draw side by side),
-    as a dict with ``str`` labels; with ``alone``, one ``kind`` is taken as ``{"": value}``."""
-    if alone and isinstance(value, kind):
-        return {"": value}
-    one = f"{'an' if kind.__name__[0].lower() in 'aeiou' else 'a'} {kind.__name__}"
-    if not isinstance(value, Mapping) or not value:
-        either = f"{one} or " if alone else ""
-        raise TypeError(
-            f"{name} must be {either}a non-empty dict of label -> {kind.__name__}, "
-            f"got {type(value).__name__}"
-        )
-    for label, item in value.items():
-        if not isinstance(item, kind):
-            raise TypeError(f"{name}[{label!r}] must be {one}, got {type(item).__name__}")
-    return {str(label): item for label, item in value.items()}
 
 
 def check_positive_int(name: str, value: object) -> int:

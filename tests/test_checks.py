@@ -44,7 +44,7 @@ def test_an_output_path_without_write_permission_is_named(tmp_path, monkeypatch)
 
 
 def test_labelled_results_are_a_non_empty_dict_of_one_kind():
-    from pyro_vae._checks import check_labelled
+    from pyro_vae._labelled import check_labelled
 
     assert check_labelled("rows", {1: 2.0}, float) == {"1": 2.0}
     assert check_labelled("rows", 2.0, float, alone=True) == {"": 2.0}

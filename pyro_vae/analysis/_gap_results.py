@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pyro_vae._checks import check_labelled
+from pyro_vae._labelled import check_labelled
 from pyro_vae.analysis._local_guides import LocalGuide
 
 __all__ = ["InferenceGaps", "gaps_table", "PosteriorComparison"]

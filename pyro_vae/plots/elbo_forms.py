@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from pyro_vae._checks import check_labelled
+from pyro_vae._labelled import check_labelled
 from pyro_vae.infer.evaluate import ElboForms
 from pyro_vae.plots._figure import check_figure_path, save_figure
 

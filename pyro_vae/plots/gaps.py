@@ -13,7 +13,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from pyro_vae._checks import check_labelled, check_shape
+from pyro_vae._checks import check_shape
+from pyro_vae._labelled import check_labelled
 from pyro_vae.analysis._gap_checks import check_samples, check_vae
 from pyro_vae.analysis._local_guides import check_local_guide
 from pyro_vae.analysis.gaps import InferenceGaps, LocalGuide
