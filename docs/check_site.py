@@ -2,8 +2,9 @@
 
 For each page it checks, in the DOM that Chromium holds after the page's scripts
 ran, that MathJax typeset the maths (``mjx-container`` elements, and no TeX source
-such as ``\\frac`` or ``\\(`` left in the text) and that every image the page shows
-is a file of the site. It saves a screenshot of each page into ``--screenshots``.
+such as ``\\frac`` or ``\\(`` left in the text outside code blocks, where a
+tutorial's source may show it) and that every image the page shows is a file of
+the site. It saves a screenshot of each page into ``--screenshots``.
 Chromium reads the files from disk: a page that needed a CDN would show raw TeX.
 
     python docs/check_site.py docs/_build/html --screenshots docs/_build/screenshots
@@ -22,22 +23,24 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
-# The entry page, the guide (README, with its figures), the tutorial gallery (thumbnails)
-# and API pages with display maths.
+# The entry page, the guide (README, with its figures), the tutorial gallery (thumbnails),
+# one tutorial's page (its maths and figures) and API pages with display maths.
 PAGES = (
     "index.html",
     "guide.html",
     "tutorials/index.html",
+    "tutorials/07_elbo_three_ways.html",
     "api/models.html",
     "api/inference.html",
 )
 TEX_LEFT = (r"\frac", r"\mathbb", r"\mathrm", r"\log", r"\(", r"\[", "$$")
+_NOT_TEXT = ("script", "style", "pre")  # a code block shows source, TeX included
 _BROWSER = ("chromium", "chromium-browser", "google-chrome")
 _BUDGET_MS = "15000"  # virtual time for the scripts (MathJax) to finish
 
 
 class _Page(HTMLParser):
-    """The text outside scripts and styles, the typeset maths and the images of a DOM."""
+    """The text outside scripts, styles and code blocks, the typeset maths and the images."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,7 +50,7 @@ class _Page(HTMLParser):
         self._skip = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style"):
+        if tag in _NOT_TEXT:
             self._skip += 1
         elif tag == "mjx-container":
             self.typeset += 1
@@ -55,7 +58,7 @@ class _Page(HTMLParser):
             self.images.extend(value for name, value in attrs if name == "src" and value)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style"):
+        if tag in _NOT_TEXT:
             self._skip -= 1
 
     def handle_data(self, data: str) -> None:
@@ -81,17 +84,18 @@ def _run(browser: str, *args: str) -> str:
     return done.stdout
 
 
-def check_page(browser: str, site: Path, page: str, screenshots: Path) -> list[str]:
-    """The problems of one page (none: it passed); saves its screenshot."""
-    path = site / page
-    if not path.is_file():
-        return [f"{page}: not in the built site {site}"]
-    url = path.resolve().as_uri()
+def problems_of(page: str, path: Path, dom: str) -> list[str]:
+    """The problems of one page, from its file on disk and the DOM after its scripts ran.
+
+    Args:
+        page: the page's name in the site, for the messages (``api/models.html``).
+        path: the page's file; images are looked for relative to its folder.
+        dom: the page's DOM as Chromium serialised it (``--dump-dom``).
+    """
     parsed = _Page()
-    parsed.feed(_run(browser, "--dump-dom", url))
+    parsed.feed(dom)
     problems = []
-    source = path.read_text()
-    has_maths = 'class="math' in source
+    has_maths = 'class="math' in path.read_text()
     if has_maths and parsed.typeset == 0:
         problems.append(f"{page}: its maths was not typeset (no mjx-container after the scripts)")
     text = "".join(parsed.text)
@@ -103,11 +107,21 @@ def check_page(browser: str, site: Path, page: str, screenshots: Path) -> list[s
             problems.append(f"{page}: image {src} is not part of the site")
         elif not (path.parent / src.split("#")[0].split("?")[0]).is_file():
             problems.append(f"{page}: image {src} is missing")
+    print(f"{page}: {parsed.typeset} formulas typeset, {len(parsed.images)} images")
+    return problems
+
+
+def check_page(browser: str, site: Path, page: str, screenshots: Path) -> list[str]:
+    """The problems of one page opened in Chromium (none: it passed); saves its screenshot."""
+    path = site / page
+    if not path.is_file():
+        return [f"{page}: not in the built site {site}"]
+    url = path.resolve().as_uri()
+    problems = problems_of(page, path, _run(browser, "--dump-dom", url))
     shot = screenshots / (page.replace("/", "_").removesuffix(".html") + ".png")
     _run(browser, f"--screenshot={shot}", "--window-size=1280,1600", url)
     if not shot.is_file() or shot.stat().st_size == 0:
         problems.append(f"{page}: Chromium wrote no screenshot")
-    print(f"{page}: {parsed.typeset} formulas typeset, {len(parsed.images)} images; {shot}")
     return problems
 
 

@@ -1,9 +1,12 @@
-"""Tutorial 1: a variational autoencoder as two Pyro programs.
+r"""Tutorial 1: a variational autoencoder as two Pyro programs.
 
-A VAE is a latent-variable model p(z) p_θ(x|z) with an amortised guide q_φ(z|x),
-trained by maximising the evidence lower bound
+A VAE is a latent-variable model :math:`p(z)\, p_\theta(x \mid z)` with an amortised
+guide :math:`q_\phi(z \mid x)`, trained by maximising the evidence lower bound
 
-    ELBO(x) = E_q[log p_θ(x|z)] - KL(q_φ(z|x) ‖ p(z))  ≤  log p(x).
+.. math::
+
+    \mathrm{ELBO}(x) = \mathbb{E}_{q_\phi(z \mid x)}[\log p_\theta(x \mid z)]
+      - \mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z)) \le \log p(x).
 
 Part 1 writes the model and the guide from scratch as Pyro functions
 (``pyro.module``, ``pyro.plate``, ``pyro.sample``) and trains them with Pyro's

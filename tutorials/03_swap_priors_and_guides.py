@@ -1,4 +1,4 @@
-"""Tutorial 3: swap the prior, swap the guide, keep everything else.
+r"""Tutorial 3: swap the prior, swap the guide, keep everything else.
 
 A pyro_vae VAE is three objects: a prior p(z), a likelihood p_θ(x|z) and a guide
 q_φ(z|x). The Pyro programs ``vae.model`` and ``vae.guide`` are written once in
@@ -10,7 +10,11 @@ Part 1 trains VAEs with a 2-D latent space that differ only in the prior
 guide (diagonal, full covariance, inverse autoregressive flow, affine coupling),
 and shows why priors matter: the ELBO's KL term, averaged over the data, is
 
-    E_x KL(q(z|x) ‖ p(z)) = I_q(x; z) + KL(q(z) ‖ p(z)),   q(z) = E_x q(z|x),
+.. math::
+
+    \mathbb{E}_{x}\,\mathrm{KL}(q(z \mid x) \,\|\, p(z))
+      = I_q(x; z) + \mathrm{KL}(q(z) \,\|\, p(z)),
+      \qquad q(z) = \mathbb{E}_{x}\, q(z \mid x),
 
 so a prior far from the aggregate posterior q(z) wastes nats. The figure draws
 p(z) beside q(z) for every model. Part 2 swaps the likelihood on the same

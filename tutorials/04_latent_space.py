@@ -1,4 +1,4 @@
-"""Tutorial 4: understanding the latent space.
+r"""Tutorial 4: understanding the latent space.
 
 A trained VAE maps each image x to a posterior q(z|x) and each code z to an image
 distribution p(x|z). This tutorial looks at the space of codes in between, with the
@@ -18,7 +18,10 @@ functions of ``pv.latent`` and the figures of ``pv.plots``.
 
 The ELBO's KL term averaged over the data splits into two parts (Hoffman & Johnson 2016):
 
-    E_x KL(q(z|x) ‖ p(z)) = I_q(x; z) + KL(q(z) ‖ p(z)).
+.. math::
+
+    \mathbb{E}_{x}\,\mathrm{KL}(q(z \mid x) \,\|\, p(z))
+      = I_q(x; z) + \mathrm{KL}(q(z) \,\|\, p(z)).
 
 I_q(x; z), the mutual information between the index of an example and its code, is
 information the code carries about x; KL(q(z) ‖ p(z)) is pure cost, the mismatch

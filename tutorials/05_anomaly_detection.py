@@ -1,19 +1,21 @@
-"""Tutorial 5: what a VAE's likelihood and bottleneck are good for — anomalies and denoising.
+r"""Tutorial 5: what a VAE's likelihood and bottleneck are good for — anomalies and denoising.
 
 **Part 1: anomaly detection.** A VAE trained on "normal" data is a density model
 p(x) of that data. Inputs unlike it should get a low log p(x), so the score
 
-    s(x) = -log p(x)      (estimated by importance sampling, K samples from q(z|x))
+.. math::
 
-is an anomaly detector: flag x when s(x) exceeds a threshold. Here the normal
-data are the digits 0–4 and the anomalies the digits 5–9, which the model never
-saw. A threshold trades false alarms against misses; the ROC curve draws the
-true-positive rate (anomalies caught) against the false-positive rate (normal
-digits flagged) for every threshold, and its area, the AUC, is the probability
-that a random anomaly scores higher than a random normal digit (0.5: no better
-than chance, 1: perfect). The cheaper score -ELBO(x) = -log p(x) + KL(q(z|x) ‖ p(z|x))
-adds the guide's error to the likelihood: it rises also for inputs the guide
-encodes badly, which on unseen classes it usually does.
+    s(x) = -\log p(x),
+
+estimated by importance sampling with K draws from q(z|x), is an anomaly detector:
+flag x when s(x) exceeds a threshold. Here the normal data are the digits 0–4 and
+the anomalies the digits 5–9, which the model never saw. A threshold trades false
+alarms against misses; the ROC curve draws the true-positive rate (anomalies caught)
+against the false-positive rate (normal digits flagged) for every threshold, and its
+area, the AUC, is the probability that a random anomaly scores higher than a random
+normal digit (0.5: no better than chance, 1: perfect). The cheaper score -ELBO(x) =
+-log p(x) + KL(q(z|x) ‖ p(z|x)) adds the guide's error to the likelihood: it rises
+also for inputs the guide encodes badly, which on unseen classes it usually does.
 
 Two caveats the numbers below show. First, likelihood measures how *unlikely*
 an input is, which depends on its complexity as much as on its class: a digit

@@ -1,11 +1,17 @@
-"""Tutorial 6: where the ELBO loses its nats — the inference gaps (Cremer et al. 2018).
+r"""Tutorial 6: where the ELBO loses its nats — the inference gaps (Cremer et al. 2018).
 
 A VAE's ELBO falls short of the log-likelihood by the KL from its guide to the true
 posterior, and that *inference gap* has two causes:
 
-    log p(x) - ELBO[q_φ(z|x)]
-        = [log p(x) - ELBO[q*(z|x)]]        approximation gap: the family cannot fit p(z|x)
-        + [ELBO[q*(z|x)] - ELBO[q_φ(z|x)]]  amortisation gap: one encoder serves every x
+.. math::
+
+    \begin{aligned}
+    \log p(x) - \mathrm{ELBO}[q_\phi(z \mid x)]
+      &= \big(\log p(x) - \mathrm{ELBO}[q^*(z \mid x)]\big)
+      && \text{approximation gap: the family cannot fit } p(z \mid x) \\
+      &+ \big(\mathrm{ELBO}[q^*(z \mid x)] - \mathrm{ELBO}[q_\phi(z \mid x)]\big)
+      && \text{amortisation gap: one encoder serves every } x
+    \end{aligned}
 
 where q*(z|x) is the best member of the guide's family for this x alone. It is found
 by ``pv.gaps.fit_local_guides``: the encoder's outputs for each test example become

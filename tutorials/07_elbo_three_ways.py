@@ -1,25 +1,36 @@
-"""Tutorial 7: the ELBO three ways, computed and checked on trained MNIST models.
+r"""Tutorial 7: the ELBO three ways, computed and checked on trained MNIST models.
 
-The evidence lower bound of a VAE with prior p(z), decoder p_θ(x|z) and guide
-q_φ(z|x) is one number with three faces:
+The evidence lower bound of a VAE with prior :math:`p(z)`, decoder
+:math:`p_\theta(x \mid z)` and guide :math:`q_\phi(z \mid x)` is one number with
+three faces:
 
-    (1)  ELBO(x) = log p(x) − KL(q_φ(z|x) ‖ p(z|x))
-         the evidence minus the gap to the true posterior;
-    (2)  ELBO(x) = E_q[log p_θ(x|z)] − KL(q_φ(z|x) ‖ p(z))
-         how well z reconstructs x, minus how far q strays from the prior;
-    (3)  ELBO(x) = E_q[log p(x, z) − log q_φ(z|x)]
-         the expected log importance weight, what the ``elbo`` objective estimates.
+.. math::
+
+    \begin{aligned}
+    \mathrm{ELBO}(x)
+      &= \log p(x) - \mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z \mid x))
+      && \text{(1) evidence minus the gap} \\
+      &= \mathbb{E}_q[\log p_\theta(x \mid z)] - \mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z))
+      && \text{(2) reconstruction minus prior matching} \\
+      &= \mathbb{E}_q[\log p(x, z) - \log q_\phi(z \mid x)]
+      && \text{(3) the expected log-weight}
+    \end{aligned}
 
 (1) says why maximising the ELBO does two things at once: it raises log p(x) and it
 pulls q towards the posterior. (2) is the form the ``analytic-kl`` objective
-trains, with the KL in closed form. (3) is the form any Pyro program can estimate.
+trains, with the KL in closed form. (3) is the form any Pyro program can estimate,
+and the one the ``elbo`` objective estimates.
 ``pv.evaluate.elbo_forms`` computes the pieces of all three from K draws of q per
 example, each with its Monte Carlo standard error.
 
-For a Markovian hierarchical VAE (z_1 next to x, z_2 above it) the prior matching of
-(2) splits into one term per layer,
+For a Markovian hierarchical VAE (:math:`z_1` next to x, :math:`z_2` above it) the
+prior matching of (2) splits into one term per layer,
 
-    KL(q ‖ p(z)) = E_q[log q(z_1|x) − log p(z_1|z_2)] + E_q[KL(q(z_2|z_1) ‖ p(z_2))],
+.. math::
+
+    \mathrm{KL}(q \,\|\, p(z))
+      = \mathbb{E}_q[\log q(z_1 \mid x) - \log p(z_1 \mid z_2)]
+      + \mathbb{E}_q[\mathrm{KL}(q(z_2 \mid z_1) \,\|\, p(z_2))],
 
 so one can see which layer spends the nats.
 

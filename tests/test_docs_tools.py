@@ -1,0 +1,129 @@
+"""The documentation site's own tools: the Chromium page check and the tutorial gallery.
+
+``make docs-check`` runs the page check in a real browser; these tests give its
+judgement DOMs with known faults, so that a check that could never fail would show
+here. The gallery tests build tutorial pages from scripts and figures made on the
+spot, and check that every tutorial of the repository has its committed figures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _load(relative: str) -> ModuleType:
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+check_site = _load("docs/check_site.py")
+gallery = _load("docs/_ext/tutorial_gallery.py")
+
+TYPESET = '<mjx-container class="MathJax"><svg></svg></mjx-container>'
+
+
+def _page(folder: Path, source: str) -> Path:
+    path = folder / "page.html"
+    path.write_text(source)
+    return path
+
+
+def test_a_page_whose_maths_was_typeset_passes(tmp_path):
+    path = _page(tmp_path, '<span class="math">\\(\\log p(x)\\)</span>')
+    dom = f"<p>The evidence {TYPESET} is bounded.</p>"
+    assert check_site.problems_of("page.html", path, dom) == []
+
+
+def test_maths_left_as_tex_is_reported(tmp_path):
+    source = '<span class="math">\\(\\mathbb{E}_q[\\log w]\\)</span>'
+    path = _page(tmp_path, source)
+    problems = check_site.problems_of("page.html", path, f"<p>{source}</p>")
+    assert len(problems) == 2
+    assert "was not typeset" in problems[0]
+    assert re.search(r"TeX source left on the page: .*\\mathbb", problems[1])
+
+
+def test_tex_in_a_code_block_is_not_maths_left_over(tmp_path):
+    path = _page(tmp_path, '<span class="math"></span>')
+    dom = f"{TYPESET}<pre>r'''\\mathbb{{E}}_q[\\log w]'''</pre>"
+    assert check_site.problems_of("page.html", path, dom) == []
+
+
+def test_scripts_are_not_page_text(tmp_path):
+    path = _page(tmp_path, "<p>no maths</p>")
+    dom = "<script>MathJax = {tex: {inlineMath: [['\\\\(', '\\\\)']]}}</script><p>text</p>"
+    assert check_site.problems_of("page.html", path, dom) == []
+
+
+def test_images_must_be_files_of_the_site(tmp_path):
+    (tmp_path / "figure.png").write_bytes(b"\x89PNG")
+    path = _page(tmp_path, "<p>figures</p>")
+    dom = '<img src="figure.png"><img src="gone.png?v=1"><img src="https://cdn.example.org/x.png">'
+    problems = check_site.problems_of("page.html", path, dom)
+    assert problems == [
+        "page.html: image gone.png?v=1 is missing",
+        "page.html: image https://cdn.example.org/x.png is not part of the site",
+    ]
+
+
+def _tutorial(folder: Path) -> Path:
+    script = folder / "tutorials" / "09_demo.py"
+    script.parent.mkdir(parents=True)
+    script.write_text('"""Tutorial 9: a demo.\n\nIt trains and draws.\n"""\n')
+    return script
+
+
+def test_a_tutorial_page_shows_its_prose_figures_with_their_run_and_source(tmp_path):
+    script = _tutorial(tmp_path)
+    figures = tmp_path / "docs" / "gallery" / "09_demo"
+    figures.mkdir(parents=True)
+    (figures / "curves.png").write_bytes(b"\x89PNG")
+    run = {"command": "python tutorials/09_demo.py", "seconds": 125, "date": "2026-12-06",
+           "commit": "abc1234", "device": "CPU (x86_64, 1 thread)"}  # fmt: skip
+    (figures / "run.json").write_text(json.dumps(run))
+    page = gallery._page(script, tmp_path / "docs")
+    lines = page.splitlines()
+    assert lines[:2] == ["Tutorial 9: a demo.", "=" * len("Tutorial 9: a demo.")]
+    assert "It trains and draws." in page
+    assert ".. figure:: /gallery/09_demo/curves.png" in page
+    assert (
+        "From a full run: ``python tutorials/09_demo.py``, 2026-12-06, 2.1 min on "
+        "CPU (x86_64, 1 thread), commit abc1234." in page
+    )
+    assert ".. literalinclude:: /../tutorials/09_demo.py" in page
+
+
+def test_a_tutorial_without_collected_figures_says_so(tmp_path):
+    page = gallery._page(_tutorial(tmp_path), tmp_path / "docs")
+    assert "have not been collected yet" in page
+    assert ".. figure::" not in page
+
+
+def test_the_gallery_index_links_every_tutorial_with_a_thumbnail(tmp_path):
+    script = _tutorial(tmp_path)
+    figures = tmp_path / "docs" / "gallery" / "09_demo"
+    figures.mkdir(parents=True)
+    (figures / "a.png").write_bytes(b"\x89PNG")
+    index = gallery._index([script], tmp_path / "docs")
+    assert "   09_demo" in index.splitlines()
+    assert ":doc:`Tutorial 9: a demo. <09_demo>`" in index
+    assert ".. image:: /gallery/09_demo/a.png" in index
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "tutorials").glob("[0-9]*.py")), ids=str)
+def test_every_tutorial_has_committed_figures_and_their_run(script):
+    figures, run = gallery._figures(script.stem, REPO / "docs")
+    assert figures, f"docs/gallery/{script.stem} has no figures: run make gallery"
+    assert run is not None and run["command"] == f"python tutorials/{script.name}"
+    assert {"seconds", "date", "commit", "device"} <= set(run)
