@@ -28,15 +28,18 @@ extensions = [
     "sphinx-mathjax-offline",
     "myst_parser",  # the Markdown pages: README's sections, BENCHMARKS.md, REPRODUCTION.md
     "tutorial_gallery",  # a page per tutorial, with the figures of its committed full run
+    "initials",  # "Y. Burda" in a docstring is a name, not a lettered list
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-myst_heading_anchors = 3  # README's links to its own sections (#checkpoints-and-resume)
+myst_heading_anchors = 3  # README's links to its own sections (#speed)
+myst_enable_extensions = ["dollarmath"]  # README's $$ display, which GitHub renders too
 
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_ivar = True  # "Attributes:" as fields: a dataclass field is documented once
 napoleon_custom_sections = [("References", "notes_style")]
 autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented"  # no second list for a dataclass
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": True}
 
@@ -58,13 +61,15 @@ nitpick_ignore_regex = [
 ]
 
 html_theme = "alabaster"
+# Wide enough for the code blocks and the benchmark tables to fit without scrolling.
+html_theme_options = {"page_width": "1180px", "sidebar_width": "240px"}
 html_title = f"pyro_vae {release}"
 exclude_patterns = ["_build"]
 
 
 def _require_docstring(app, what, name, obj, options, lines) -> None:
-    """A public function, class, method or module without a docstring fails the build."""
-    if what in ("function", "class", "method", "module", "exception") and not any(
+    """A public function, class, method, property or module without a docstring fails the build."""
+    if what in ("function", "class", "method", "property", "module", "exception") and not any(
         line.strip() for line in lines
     ):
         from sphinx.util import logging

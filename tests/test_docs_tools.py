@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -20,14 +21,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _load(relative: str) -> ModuleType:
+    """A module of docs/ by path, registered under its name (the extensions import each other)."""
     path = REPO / relative
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
     spec.loader.exec_module(module)
     return module
 
 
 check_site = _load("docs/check_site.py")
+initials = _load("docs/_ext/initials.py")
 gallery = _load("docs/_ext/tutorial_gallery.py")
 
 TYPESET = '<mjx-container class="MathJax"><svg></svg></mjx-container>'
@@ -127,3 +131,43 @@ def test_every_tutorial_has_committed_figures_and_their_run(script):
     assert figures, f"docs/gallery/{script.stem} has no figures: run make gallery"
     assert run is not None and run["command"] == f"python tutorials/{script.name}"
     assert {"seconds", "date", "commit", "device"} <= set(run)
+
+
+def test_an_initial_opening_a_reference_or_a_field_is_escaped():
+    lines = [
+        "References:",
+        "",
+        "1. Y. Burda, R. Grosse. Importance weighted autoencoders. ICLR 2016.",
+        "- D. P. Kingma et al. Improved variational inference. NeurIPS 2016.",
+        ":param latent_dim:",
+        "                   D.",
+        ":ivar num_particles: K.",
+    ]
+    assert initials.escape_initials(lines) == [
+        "References:",
+        "",
+        "1. Y\\. Burda, R. Grosse. Importance weighted autoencoders. ICLR 2016.",
+        "- D\\. P. Kingma et al. Improved variational inference. NeurIPS 2016.",
+        ":param latent_dim:",
+        "                   D\\.",
+        ":ivar num_particles: K\\.",
+    ]
+
+
+def test_initials_inside_a_paragraph_literal_blocks_and_doctests_are_kept():
+    lines = [
+        "A paragraph that wraps onto",
+        "Y. Bengio's line stays as it is.",
+        "",
+        "Example::",
+        "",
+        "    X. is code here",
+        "",
+        ">>> A. = 1",
+        "",
+        "After the literal block, A. Author opens a paragraph.",
+    ]
+    escaped = initials.escape_initials(lines)
+    assert escaped[:8] == lines[:8]
+    assert escaped[9] == lines[9]
+    assert initials.escape_initials(["", "A. Author wrote it."]) == ["", "A\\. Author wrote it."]

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from initials import escape_initials
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -23,7 +25,7 @@ def _docstring(script: Path) -> tuple[str, str]:
     """The title (first line) and the rest of a tutorial's docstring."""
     text = ast.get_docstring(ast.parse(script.read_text())) or script.stem
     title, _, body = text.partition("\n")
-    return title.strip(), body.strip()
+    return title.strip(), "\n".join(escape_initials(body.strip().splitlines()))
 
 
 def _figures(name: str, docs: Path) -> tuple[list[Path], dict[str, Any] | None]:

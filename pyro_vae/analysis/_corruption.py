@@ -106,18 +106,20 @@ def corrupt(
     image_shape: Sequence[int] | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Damages images in a known way and says which pixels were damaged.
+    r"""Damages images in a known way and says which pixels were damaged.
 
     Kinds, for images x with values in [0, 1]:
 
-    - ``"gaussian"``: x̃ = clamp(x + ε, 0, 1), ε ~ N(0, level²) per pixel; ``level``
-      is the standard deviation (≥ 0). The mask holds the pixels whose value changed
+    - ``"gaussian"``: :math:`\tilde x = \operatorname{clamp}(x + \epsilon, 0, 1)`,
+      :math:`\epsilon \sim \mathcal{N}(0, \mathtt{level}^2)` per pixel; ``level`` is the
+      standard deviation (:math:`\ge 0`). The mask holds the pixels whose value changed
       (a pixel at 0 pushed below 0 stays 0).
-    - ``"salt-and-pepper"``: exactly round(level · D) pixels of each image, chosen
-      uniformly, are set to 0 or 1 with probability ½ each.
-    - ``"dropout"``: exactly round(level · D) pixels of each image are set to 0
-      (missing).
-    - ``"occlusion"``: a square patch of side s = round(√(level · H · W)) (capped at
+    - ``"salt-and-pepper"``: exactly :math:`\operatorname{round}(\mathtt{level} \cdot D)`
+      pixels of each image, chosen uniformly, are set to 0 or 1 with probability ½ each.
+    - ``"dropout"``: exactly :math:`\operatorname{round}(\mathtt{level} \cdot D)` pixels of
+      each image are set to 0 (missing).
+    - ``"occlusion"``: a square patch of side
+      :math:`s = \operatorname{round}(\sqrt{\mathtt{level} \cdot H \cdot W})` (capped at
       the image's smaller side), at a uniform random position in each image, is set
       to 0 in every channel: it covers about a fraction ``level`` of the image.
 

@@ -23,18 +23,19 @@ def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class InferenceGaps:
-    """log p(x), the two ELBOs and the gaps of each example, tensors ``(N,)`` in nats.
+    r""":math:`\log p(x)`, the two ELBOs and the gaps of each example, tensors ``(N,)`` in nats.
 
     ``approximation_gap + amortisation_gap == inference_gap == log_px - elbo_amortised``.
 
     Attributes:
-        log_px: log p(x), given or importance-sampled (see ``log_px_source``).
-        elbo_amortised: ELBO[q_φ(z|x)], the encoder's.
-        elbo_local: ELBO[q*(z|x)], the best of the family for each x.
-        local_guide: q*, the :class:`LocalGuide`.
+        log_px: :math:`\log p(x)`, given or importance-sampled (see ``log_px_source``).
+        elbo_amortised: :math:`\mathrm{ELBO}[q_\phi(z \mid x)]`, the encoder's.
+        elbo_local: :math:`\mathrm{ELBO}[q^*(z \mid x)]`, the best of the family for each x.
+        local_guide: :math:`q^*`, the :class:`LocalGuide`.
         log_px_source: ``"given"``, or the guide whose draws estimated it: ``"local"``
-            (q*) or ``"amortised"`` (q_φ).
-        log_px_stderr: the Monte Carlo standard error of an estimated log p(x), ``(N,)``.
+            (:math:`q^*`) or ``"amortised"`` (:math:`q_\phi`).
+        log_px_stderr: the Monte Carlo standard error of an estimated :math:`\log p(x)`,
+            ``(N,)``.
     """
 
     log_px: torch.Tensor
@@ -46,17 +47,28 @@ class InferenceGaps:
 
     @property
     def approximation_gap(self) -> torch.Tensor:
-        """What the family cannot fit, log p(x) - ELBO[q*], per example ``(N,)``."""
+        r"""What the family cannot fit, per example ``(N,)``:
+
+        .. math:: \log p(x) - \mathrm{ELBO}[q^*].
+        """
         return self.log_px - self.elbo_local
 
     @property
     def amortisation_gap(self) -> torch.Tensor:
-        """The price of one encoder for every x, ELBO[q*] - ELBO[q_φ], per example ``(N,)``."""
+        r"""The price of one encoder for every x, per example ``(N,)``:
+
+        .. math:: \mathrm{ELBO}[q^*] - \mathrm{ELBO}[q_\phi].
+        """
         return self.elbo_local - self.elbo_amortised
 
     @property
     def inference_gap(self) -> torch.Tensor:
-        """log p(x) - ELBO[q_φ] = KL(q_φ(z|x) ‖ p(z|x)), ``(N,)``."""
+        r"""The inference gap, ``(N,)``:
+
+        .. math::
+
+            \log p(x) - \mathrm{ELBO}[q_\phi] = \mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z \mid x)).
+        """
         return self.log_px - self.elbo_amortised
 
     def summary(self) -> dict[str, tuple[float, float]]:
@@ -91,14 +103,15 @@ def gaps_table(results: Mapping[str, InferenceGaps]) -> str:
 
 @dataclass(frozen=True)
 class PosteriorComparison:
-    """A guide against NUTS samples of p(z|x), per example.
+    r"""A guide against NUTS samples of :math:`p(z \mid x)`, per example.
 
     Attributes:
-        log_px: log p(x) used by the inclusive KLs, ``(N,)``.
+        log_px: :math:`\log p(x)` used by the inclusive KLs, ``(N,)``.
         nuts_mean, nuts_std: the posterior's mean and standard deviation from NUTS, ``(N, D)``.
-        amortised_mean, amortised_std: those of q_φ(z|x), ``(N, D)``.
-        inclusive_kl_amortised: KL(p(z|x) ‖ q_φ(z|x)), ``(N,)``.
-        local_mean, local_std, inclusive_kl_local: the same for q*, when it was given.
+        amortised_mean, amortised_std: those of :math:`q_\phi(z \mid x)`, ``(N, D)``.
+        inclusive_kl_amortised: :math:`\mathrm{KL}(p(z \mid x) \,\|\, q_\phi(z \mid x))`,
+            ``(N,)``.
+        local_mean, local_std, inclusive_kl_local: the same for :math:`q^*`, when it was given.
     """
 
     log_px: torch.Tensor
@@ -118,7 +131,7 @@ class PosteriorComparison:
         return getattr(self, f"{guide}_mean"), getattr(self, f"{guide}_std")
 
     def mean_error(self, guide: str = "amortised") -> torch.Tensor:
-        """‖E_q[z] - E_p(z|x)[z]‖, Euclidean, ``(N,)``."""
+        r""":math:`\|\mathbb{E}_q[z] - \mathbb{E}_{p(z \mid x)}[z]\|`, Euclidean, ``(N,)``."""
         return (self._guide(guide)[0] - self.nuts_mean).norm(dim=-1)
 
     def std_ratio(self, guide: str = "amortised") -> torch.Tensor:

@@ -25,19 +25,20 @@ EMBEDDINGS = ("pca", "tsne")
 def interpolate(
     z0: torch.Tensor, z1: torch.Tensor, num_steps: int = 10, *, method: str = "linear"
 ) -> torch.Tensor:
-    """Points on a path from ``z0`` to ``z1`` at t = 0, 1/(T-1), …, 1 (T = ``num_steps``).
+    r"""Points on a path from ``z0`` to ``z1`` at t = 0, 1/(T-1), …, 1 (T = ``num_steps``).
 
-    * ``"linear"``: z(t) = (1 - t) z0 + t z1.
+    * ``"linear"``: :math:`z(t) = (1 - t) z_0 + t z_1`.
     * ``"spherical"`` (slerp, White 2016): with Ω the angle between z0 and z1,
-      z(t) = sin((1 - t) Ω)/sin Ω · z0 + sin(t Ω)/sin Ω · z1, the great circle
-      between two vectors of equal norm. Where sin Ω < √ε of the dtype (nearly
+      :math:`z(t) = \frac{\sin((1 - t) \Omega)}{\sin \Omega} z_0
+      + \frac{\sin(t \Omega)}{\sin \Omega} z_1`, the great circle between two vectors of
+      equal norm. Where :math:`\sin \Omega < \sqrt{\epsilon}` of the dtype (nearly
       parallel rows, where slerp equals lerp to machine precision; nearly opposite
       rows, where no single great circle exists; or a zero row) that row is linear.
 
     Arguments:
         z0, z1: finite codes of one shape ``(D,)`` or ``(B, D)`` and dtype; rows of a
             batch are interpolated independently.
-        num_steps: T ≥ 2, counting both endpoints, which are returned exactly.
+        num_steps: :math:`T \ge 2`, counting both endpoints, which are returned exactly.
         method: ``"linear"`` or ``"spherical"``.
 
     Returns:
@@ -122,16 +123,16 @@ def _check_codes(codes: object, min_rows: int) -> torch.Tensor:
 
 
 def pca(codes: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Principal component analysis, exact: the SVD C - mean = U S Vᵀ of the centred codes.
+    r"""Principal component analysis, exact: the SVD C - mean = U S Vᵀ of the centred codes.
 
-    The projection onto the first k principal axes is (C - mean) V_k, and component i
-    explains S_i² / Σ_j S_j² of the total variance. Each axis is signed so that its
-    largest loading is positive, which makes the result deterministic. For D = 2 and
-    k = 2 the projection is only a rotation (or reflection) of the centred codes.
+    The projection onto the first k principal axes is :math:`(C - \mathrm{mean}) V_k`, and
+    component i explains :math:`S_i^2 / \sum_j S_j^2` of the total variance. Each axis is
+    signed so that its largest loading is positive, which makes the result deterministic. For
+    D = 2 and k = 2 the projection is only a rotation (or reflection) of the centred codes.
 
     Arguments:
-        codes: finite codes ``(N, D)`` with N ≥ 2.
-        k: components to keep, 1 ≤ k ≤ min(N, D).
+        codes: finite codes ``(N, D)`` with :math:`N \ge 2`.
+        k: components to keep, :math:`1 \le k \le \min(N, D)`.
 
     Returns:
         ``(projected (N, k), explained_variance_ratio (k,))``; the ratios are 0 when all
@@ -154,13 +155,13 @@ def pca(codes: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def embed(codes: torch.Tensor, method: str = "pca", *, seed: int = 0) -> torch.Tensor:
-    """A 2-D picture of codes ``(N, D)``: ``(N, 2)``.
+    r"""A 2-D picture of codes ``(N, D)``: ``(N, 2)``.
 
     * ``"pca"``: the first two principal components (:func:`pca`); linear, so distances
       along them are distances in z. For D = 2 it only rotates the codes: draw them raw.
     * ``"tsne"``: t-SNE (van der Maaten & Hinton 2008) through scikit-learn, started from
-      PCA, with perplexity min(30, (N - 1)/3) and ``random_state=seed``; it keeps
-      neighbourhoods, not distances or cluster sizes. Needs N ≥ 3 and D ≥ 2.
+      PCA, with perplexity :math:`\min(30, (N - 1)/3)` and ``random_state=seed``; it keeps
+      neighbourhoods, not distances or cluster sizes. Needs :math:`N \ge 3` and :math:`D \ge 2`.
 
     Raises:
         ImportError: t-SNE without scikit-learn installed.

@@ -47,7 +47,7 @@ __all__ = [
 
 
 class LocalGuide:
-    """q*(z|x_n): the guide's family with the optimised parameters of each example of x.
+    r"""q*(z|x_n): the guide's family with the optimised parameters of each example of x.
 
     Called as a Pyro guide, ``local_guide(x)`` samples site ``"z"`` inside
     ``plate("data")`` like ``vae.guide``, so :func:`pyro_vae.evaluate.elbo` and
@@ -58,7 +58,7 @@ class LocalGuide:
     Attributes:
         encoder: the amortised guide whose family this is (``vae.encoder``).
         x: the data, ``(N, *event_shape)``.
-        params: the optimised per-example parameters λ*, ``(N, P)``.
+        params: the optimised per-example parameters :math:`\lambda^*`, ``(N, P)``.
         num_steps: optimisation steps taken.
         history: the mean ELBO per example (nats) over each window of steps.
     """
@@ -275,16 +275,22 @@ def fit_local_guides(
     batch_size: int | None = None,
     seed: int | None = 0,
 ) -> LocalGuide:
-    """Fits q*(z|x_n), the best member of the guide's family for each example on its own.
+    r"""Fits q*(z|x_n), the best member of the guide's family for each example on its own.
 
-    Maximises ELBO_n(λ_n) = E_{q_λn}[log p(z) + log p_θ(x_n|z) - log q_λn(z)] over free
-    parameters λ_n ``(P,)`` of the guide's family, started at the encoder's output
-    λ_n = ``vae.encoder.local_parameters(x_n)``. All examples of a batch are fit jointly
-    (the objective is their sum; they do not interact) by Adam on reparameterised
-    "sticking the landing" gradients (the total gradient for flows),
-    with the learning rate divided by 10 when the
-    mean ELBO over a window of steps stops rising, and a stop at the third plateau.
-    No gradient is computed for the VAE's parameters and none of them changes.
+    Maximises
+
+    .. math::
+
+        \mathrm{ELBO}_n(\lambda_n) = \mathbb{E}_{q_{\lambda_n}}[\log p(z)
+        + \log p_\theta(x_n \mid z) - \log q_{\lambda_n}(z)]
+
+    over free parameters :math:`\lambda_n` ``(P,)`` of the guide's family, started at the
+    encoder's output :math:`\lambda_n` = ``vae.encoder.local_parameters(x_n)``. All examples of
+    a batch are fit jointly (the objective is their sum; they do not interact) by Adam on
+    reparameterised "sticking the landing" gradients (the total gradient for flows), with the
+    learning rate divided by 10 when the mean ELBO over a window of steps stops rising, and a
+    stop at the third plateau. No gradient is computed for the VAE's parameters and none of
+    them changes.
 
     Arguments:
         vae: a :class:`~pyro_vae.VAE` (one latent site) whose guide has a local family.
@@ -293,8 +299,8 @@ def fit_local_guides(
         lr: Adam's first learning rate.
         num_particles: z samples per example per step. Where the family cannot follow a
             strongly correlated posterior the gradient stays noisy at the optimum: on a
-            linear-Gaussian example whose best diagonal q is 1.01 nats from p(z|x), 4
-            particles stopped up to 0.035 nats short of it, 16 within 0.02.
+            linear-Gaussian example whose best diagonal q is 1.01 nats from :math:`p(z \mid x)`,
+            4 particles stopped up to 0.035 nats short of it, 16 within 0.02.
         window: steps per convergence check.
         tolerance: the rise of the window's mean ELBO (nats per example) below which
             the run is on a plateau.

@@ -1,24 +1,26 @@
-"""Applications of a trained VAE: anomaly detection by likelihood, and denoising.
+r"""Applications of a trained VAE: anomaly detection by likelihood, and denoising.
 
 **Anomaly detection.** A VAE trained on "normal" data assigns its data a high
 log-likelihood; data unlike it should get a low one. The anomaly score of x is
 
-    s(x) = -log p̂(x)     (``score="log-likelihood"``, importance sampling, K samples), or
-    s(x) = -ELBO(x)      (``score="elbo"``, an upper bound on -log p(x)),
+* :math:`s(x) = -\log \hat p(x)` (``score="log-likelihood"``, importance sampling, K
+  samples), or
+* :math:`s(x) = -\mathrm{ELBO}(x)` (``score="elbo"``, an upper bound on :math:`-\log p(x)`),
 
 higher meaning more anomalous. How well a score separates normal from anomalous
 data is read from the ROC curve, the true-positive rate against the
 false-positive rate as the threshold falls, and its area, the AUC, which equals
-the Mann–Whitney probability P(s(anomalous) > s(normal)) + ½ P(equal). Beware
+the Mann–Whitney probability
+:math:`P(s(\text{anomalous}) > s(\text{normal})) + \tfrac{1}{2} P(\text{equal})`. Beware
 that likelihood also tracks the complexity of an input: a model can give simple
 out-of-distribution inputs a *higher* likelihood than its own data (Nalisnick et
 al. 2019).
 
 **Denoising.** :func:`corrupt` damages images in known ways and returns the mask
-of damaged pixels; :func:`denoise` maps a damaged image x̃ to the decoder's mean
-at the guide's location, E[x | z = loc q(z|x̃)], or, given the mask of missing
-pixels, imputes them by iterated reconstruction; :func:`denoising_errors`
-tabulates the mean squared errors against the clean images.
+of damaged pixels; :func:`denoise` maps a damaged image :math:`\tilde x` to the decoder's
+mean at the guide's location, :math:`\mathbb{E}[x \mid z = \operatorname{loc} q(z \mid \tilde x)]`,
+or, given the mask of missing pixels, imputes them by iterated reconstruction;
+:func:`denoising_errors` tabulates the mean squared errors against the clean images.
 
 References:
     1. E. Nalisnick, A. Matsukawa, Y. W. Teh, D. Gorur, B. Lakshminarayanan. Do deep
@@ -82,12 +84,14 @@ def anomaly_scores(
     score: str = "log-likelihood",
     batch_size: int | None = None,
 ) -> torch.Tensor:
-    """Anomaly scores, higher = more anomalous: -log p̂(x) or -ELBO(x), in nats.
+    r"""Anomaly scores, higher = more anomalous: -log p̂(x) or -ELBO(x), in nats.
 
-    ``"log-likelihood"`` is -log (1/K) Σ_k w_k with w_k = p(x, z_k) / q(z_k|x),
-    z_k ~ q(z|x) (:func:`pyro_vae.evaluate.log_likelihood`); ``"elbo"`` is
-    -(1/K) Σ_k log w_k (:func:`pyro_vae.evaluate.elbo`), which exceeds -log p(x) by
-    KL(q(z|x) ‖ p(z|x)), so it also flags inputs the guide encodes badly. Any Pyro
+    ``"log-likelihood"`` is :math:`-\log \tfrac{1}{K} \sum_k w_k` with
+    :math:`w_k = p(x, z_k) / q(z_k \mid x)`, :math:`z_k \sim q(z \mid x)`
+    (:func:`pyro_vae.evaluate.log_likelihood`); ``"elbo"`` is
+    :math:`-\tfrac{1}{K} \sum_k \log w_k` (:func:`pyro_vae.evaluate.elbo`), which exceeds
+    :math:`-\log p(x)` by :math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z \mid x))`, so it also flags
+    inputs the guide encodes badly. Any Pyro
     model/guide pair with pyro_vae's site names works, as in :mod:`pyro_vae.evaluate`.
 
     Arguments:
@@ -141,17 +145,20 @@ def _check_scores(name: str, scores: object) -> torch.Tensor:
 def roc_curve(
     normal_scores: torch.Tensor | Sequence[float], anomalous_scores: torch.Tensor | Sequence[float]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The ROC curve of flagging ``score >= threshold`` as anomalous (the positive class).
+    r"""The ROC curve of flagging ``score >= threshold`` as anomalous (the positive class).
 
-    With n₀ normal and n₁ anomalous scores, for every distinct score t taken as a
-    threshold, from the highest down,
+    With :math:`n_0` normal and :math:`n_1` anomalous scores, for every distinct score t taken
+    as a threshold, from the highest down,
 
-        FPR(t) = #{normal ≥ t} / n₀,    TPR(t) = #{anomalous ≥ t} / n₁.
+    .. math::
+
+        \mathrm{FPR}(t) = \#\{\text{normal} \ge t\} / n_0, \qquad
+        \mathrm{TPR}(t) = \#\{\text{anomalous} \ge t\} / n_1.
 
     Tied scores form one threshold, so a tie between the classes is one diagonal
     segment. The curve starts at (0, 0), threshold +inf (flag nothing), and ends at
     (1, 1), the lowest score (flag everything). Its trapezoid area is :func:`roc_auc`.
-    O(n log n) in n = n₀ + n₁.
+    :math:`O(n \log n)` in :math:`n = n_0 + n_1`.
 
     Arguments:
         normal_scores: ``(n₀,)`` scores of normal examples.
@@ -182,15 +189,15 @@ def roc_curve(
 def roc_auc(
     normal_scores: torch.Tensor | Sequence[float], anomalous_scores: torch.Tensor | Sequence[float]
 ) -> float:
-    """The area under the ROC curve, exactly: P(s₁ > s₀) + ½ P(s₁ = s₀).
+    r"""The area under the ROC curve, exactly: :math:`P(s_1 > s_0) + \tfrac{1}{2} P(s_1 = s_0)`.
 
-    s₁ is a random anomalous score and s₀ a random normal one. Computed from the
-    Mann–Whitney U statistic with mid-ranks for ties: with R₁ the sum of the
-    anomalous scores' ranks among all n₀ + n₁ scores,
+    :math:`s_1` is a random anomalous score and :math:`s_0` a random normal one. Computed from
+    the Mann–Whitney U statistic with mid-ranks for ties: with :math:`R_1` the sum of the
+    anomalous scores' ranks among all :math:`n_0 + n_1` scores,
 
-        AUC = (R₁ - n₁ (n₁ + 1) / 2) / (n₀ n₁),
+    .. math:: \mathrm{AUC} = \frac{R_1 - n_1 (n_1 + 1) / 2}{n_0 n_1},
 
-    in O(n log n). 1 is perfect separation, 0.5 chance (or all scores equal), 0
+    in :math:`O(n \log n)`. 1 is perfect separation, 0.5 chance (or all scores equal), 0
     perfectly reversed.
 
     Arguments:
@@ -230,24 +237,30 @@ def _check_mask(mask: object, x: torch.Tensor) -> torch.Tensor:
 def denoise(
     vae: VAE, x: torch.Tensor, *, mask: torch.Tensor | None = None, num_iterations: int = 1
 ) -> torch.Tensor:
-    """Cleans damaged data with a VAE: E[x | z = loc q(z|x̃)], or an imputation of missing pixels.
+    r"""Cleans damaged data with a VAE: a reconstruction, or an imputation of missing pixels.
 
     Without ``mask``, every pixel is replaced by the reconstruction
+    :math:`\mathbb{E}[x \mid z = \operatorname{loc} q(z \mid \tilde x)]`,
     :meth:`~pyro_vae.VAE.reconstruct`: the decoder's mean at the guide's location
     (its mean for Gaussian guides). The VAE knows the data's manifold, so
     reconstructing through the bottleneck projects damage away as far as the
-    guide, which never saw damaged inputs, maps x̃ near the code of the clean image.
+    guide, which never saw damaged inputs, maps :math:`\tilde x` near the code of the clean
+    image.
 
     With ``mask`` (True = missing or damaged), the observed pixels are kept and only
     the masked ones are filled, ``num_iterations`` times:
 
-        x⁽⁰⁾ = x̃,    x⁽ᵗ⁺¹⁾ = where(mask, E[x | z = loc q(z | x⁽ᵗ⁾)], x̃).
+    .. math::
+
+        x^{(0)} = \tilde x, \qquad
+        x^{(t+1)} = \operatorname{where}(\mathrm{mask},
+        \mathbb{E}[x \mid z = \operatorname{loc} q(z \mid x^{(t)})], \tilde x).
 
     This is the iterated reconstruction of Rezende et al. (2014, sec. 5.2) with the
     decoder's mean and the guide's location in place of samples: a deterministic
     fixed-point iteration rather than a Markov chain, which converges to one
     plausible completion instead of sampling completions. The missing pixels start
-    from their values in x̃ (0 for dropout and occlusion).
+    from their values in :math:`\tilde x` (0 for dropout and occlusion).
 
     A Bernoulli VAE's guide reads grey levels, so x may hold any values in [0, 1].
 
@@ -305,12 +318,12 @@ def denoising_errors(
     seed: int = 0,
     num_iterations: int = 10,
 ) -> list[dict[str, Any]]:
-    """Mean squared errors of corrupted, denoised and imputed images against the clean ones.
+    r"""Mean squared errors of corrupted, denoised and imputed images against the clean ones.
 
     For every kind and level, ``clean`` is corrupted (:func:`corrupt`, with a
     generator seeded by ``seed``, the same draws for every cell) and then
 
-    - ``corrupted_mse`` = mean over pixels and images of (x̃ - x)²,
+    - ``corrupted_mse`` = mean over pixels and images of :math:`(\tilde x - x)^2`,
     - ``denoised_mse``: the same for :func:`denoise` without a mask (blind),
     - ``imputed_mse``: for :func:`denoise` given the mask (observed pixels kept,
       ``num_iterations`` sweeps); the mask is known for missing pixels (dropout,

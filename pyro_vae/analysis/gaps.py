@@ -1,27 +1,37 @@
-"""The inference gaps of a VAE (Cremer et al. 2018) and reference posteriors by MCMC.
+r"""The inference gaps of a VAE (Cremer et al. 2018) and reference posteriors by MCMC.
 
-The ELBO of the amortised guide falls short of log p(x) by the KL to the true posterior,
+The ELBO of the amortised guide falls short of :math:`\log p(x)` by the KL to the true
+posterior,
 
-    log p(x) - ELBO[q_φ(z|x)] = KL(q_φ(z|x) ‖ p(z|x)),
+.. math::
 
-and that *inference gap* splits in two at q*(z|x), the best distribution of the
+    \log p(x) - \mathrm{ELBO}[q_\phi(z \mid x)] = \mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z \mid x)),
+
+and that *inference gap* splits in two at :math:`q^*(z \mid x)`, the best distribution of the
 guide's family for this x alone:
 
-    approximation gap = log p(x) - ELBO[q*(z|x)]        (the family cannot fit p(z|x))
-    amortisation gap  = ELBO[q*(z|x)] - ELBO[q_φ(z|x)]  (one encoder serves every x)
+.. math::
 
-q* is found by optimising per-example parameters of the guide's family (its
+    \begin{aligned}
+    \text{approximation gap} &= \log p(x) - \mathrm{ELBO}[q^*(z \mid x)]
+        && \text{(the family cannot fit } p(z \mid x) \text{)} \\
+    \text{amortisation gap} &= \mathrm{ELBO}[q^*(z \mid x)] - \mathrm{ELBO}[q_\phi(z \mid x)]
+        && \text{(one encoder serves every } x \text{)}
+    \end{aligned}
+
+:math:`q^*` is found by optimising per-example parameters of the guide's family (its
 :meth:`~pyro_vae.guides.Guide.local_parameters`), started at the encoder's output, with
 the decoder and prior fixed (:func:`fit_local_guides`). For the Gaussian guides the
 local family is the whole family (every diagonal, or every full-covariance, Gaussian).
 For the flow guides the local parameters are the base Gaussian and the context the
-flow's shared networks read, so q* ranges over "this flow with a free context", a
+flow's shared networks read, so :math:`q^*` ranges over "this flow with a free context", a
 subset of all flows of that shape: their approximation gap is an upper bound on the
 paper's, which optimises the flow's weights per example too.
 
-MCMC gives reference samples of p(z|x) ∝ p(z) p_θ(x|z) (:func:`nuts_posterior`), against
-which :func:`compare_with_nuts` measures a guide by its moments and by the inclusive
-KL(p(z|x) ‖ q(z|x)), which grows where q misses posterior mass.
+MCMC gives reference samples of :math:`p(z \mid x) \propto p(z)\, p_\theta(x \mid z)`
+(:func:`nuts_posterior`), against which :func:`compare_with_nuts` measures a guide by its
+moments and by the inclusive :math:`\mathrm{KL}(p(z \mid x) \,\|\, q(z \mid x))`, which grows
+where q misses posterior mass.
 
 References:
     1. C. Cremer, X. Li, D. Duvenaud. Inference suboptimality in variational
@@ -78,29 +88,30 @@ def inference_gaps(
     fit_options: Mapping[str, Any] | None = None,
     seed: int | None = 0,
 ) -> InferenceGaps:
-    """The approximation and amortisation gaps of every example of ``x``.
+    r"""The approximation and amortisation gaps of every example of ``x``.
 
-    ELBO[q_φ] and ELBO[q*] are Monte Carlo averages of ``elbo_samples`` log-weights.
-    log p(x), unless given (the closed form of a linear-Gaussian model, say), is
-    importance-sampled with ``num_samples`` draws from the guide(s) named by
-    ``log_px_guide``:
+    :math:`\mathrm{ELBO}[q_\phi]` and :math:`\mathrm{ELBO}[q^*]` are Monte Carlo averages of
+    ``elbo_samples`` log-weights. :math:`\log p(x)`, unless given (the closed form of a
+    linear-Gaussian model, say), is importance-sampled with ``num_samples`` draws from the
+    guide(s) named by ``log_px_guide``:
 
-    * ``"local"`` (default): from q*. It is closer to p(z|x) than q_φ, so its weights
-      are more even: the estimate's variance, and its downward bias (it is a stochastic
-      lower bound), are smaller. With the exact posterior in the family every weight
-      equals p(x).
-    * ``"amortised"``: from q_φ, the usual estimate.
+    * ``"local"`` (default): from :math:`q^*`. It is closer to :math:`p(z \mid x)` than
+      :math:`q_\phi`, so its weights are more even: the estimate's variance, and its downward
+      bias (it is a stochastic lower bound), are smaller. With the exact posterior in the
+      family every weight equals :math:`p(x)`.
+    * ``"amortised"``: from :math:`q_\phi`, the usual estimate.
 
-    The larger of the two estimates was tried and rejected: q_φ's heavy-tailed weights
-    can overshoot log p(x) (by 0.24 nats on a linear-Gaussian example), and a maximum keeps that.
+    The larger of the two estimates was tried and rejected: :math:`q_\phi`'s heavy-tailed
+    weights can overshoot :math:`\log p(x)` (by 0.24 nats on a linear-Gaussian example), and a
+    maximum keeps that.
 
     Arguments:
         vae: a :class:`~pyro_vae.VAE` (one latent site) whose guide has a local family.
         x: data ``(N, *event_shape)``, as for :func:`fit_local_guides`.
-        num_samples: importance samples per example and guide for log p(x).
+        num_samples: importance samples per example and guide for :math:`\log p(x)`.
         elbo_samples: samples per example for each ELBO.
-        local_guide: q* already fit to this x (default: fit here).
-        log_px: the exact log p(x) ``(N,)``, when known.
+        local_guide: :math:`q^*` already fit to this x (default: fit here).
+        log_px: the exact :math:`\log p(x)` ``(N,)``, when known.
         log_px_guide: ``"local"`` or ``"amortised"``.
         fit_options: keyword arguments of :func:`fit_local_guides` (not ``seed``).
         seed: seed of every draw here; the global random stream is left untouched.
@@ -159,11 +170,14 @@ def nuts_posterior(
     max_tree_depth: int = 10,
     full_mass: bool = False,
 ) -> torch.Tensor:
-    """Samples of p(z|x_n) ∝ p(z) p_θ(x_n|z) under the trained decoder, by NUTS.
+    r"""Samples of the posterior under the trained decoder, by NUTS:
 
-    One chain per example, with the potential energy U(z) = -log p(z) - log p_θ(x_n|z)
-    and Pyro's :class:`~pyro.infer.NUTS` (step size and mass matrix adapted during the
-    warm-up), started at the guide's location for x_n. The VAE's parameters are frozen:
+    .. math:: p(z \mid x_n) \propto p(z)\, p_\theta(x_n \mid z).
+
+    One chain per example, with the potential energy
+    :math:`U(z) = -\log p(z) - \log p_\theta(x_n \mid z)` and Pyro's
+    :class:`~pyro.infer.NUTS` (step size and mass matrix adapted during the warm-up), started
+    at the guide's location for :math:`x_n`. The VAE's parameters are frozen:
     they receive no gradient and do not change. With the defaults a chain took about 5 s
     for a 784-200-2 MLP decoder and 10 s for 784-200-16, on one CPU core.
 
@@ -174,7 +188,7 @@ def nuts_posterior(
         warmup_steps: adaptation steps per chain, discarded.
         seed: seed of the chains; the global random stream is left untouched.
         target_accept_prob: the acceptance rate the step size adapts to, in (0, 1).
-        max_tree_depth: at most 2^depth leapfrog steps per sample.
+        max_tree_depth: at most :math:`2^{\mathrm{depth}}` leapfrog steps per sample.
         full_mass: adapt a dense mass matrix (for strongly correlated posteriors) instead
             of a diagonal one.
 
@@ -246,24 +260,27 @@ def compare_with_nuts(
     num_samples: int = 5000,
     seed: int | None = 0,
 ) -> PosteriorComparison:
-    """Moments and inclusive KL of the amortised guide (and q*) against NUTS samples of p(z|x).
+    r"""Moments and inclusive KL of the amortised guide (and q*) against NUTS samples of p(z|x).
 
-    The inclusive KL is estimated from the S posterior samples z_s of each example:
+    The inclusive KL is estimated from the S posterior samples :math:`z_s` of each example:
 
-        KL(p(z|x) ‖ q(z|x)) ≈ (1/S) Σ_s [log p(x, z_s) - log q(z_s|x)] - log p(x).
+    .. math::
 
-    log p(x), unless given, is importance-sampled with ``num_samples`` draws from q*
-    when ``local_guide`` is given (closer to p(z|x), so a lower-variance estimate),
-    else from q_φ. A flow's mean and standard deviation are estimated from
-    ``num_samples`` draws.
+        \mathrm{KL}(p(z \mid x) \,\|\, q(z \mid x)) \approx
+        \frac{1}{S} \sum_s [\log p(x, z_s) - \log q(z_s \mid x)] - \log p(x).
+
+    :math:`\log p(x)`, unless given, is importance-sampled with ``num_samples`` draws from
+    :math:`q^*` when ``local_guide`` is given (closer to :math:`p(z \mid x)`, so a
+    lower-variance estimate), else from :math:`q_\phi`. A flow's mean and standard deviation
+    are estimated from ``num_samples`` draws.
 
     Arguments:
         vae: the VAE the samples are of.
         x: data ``(N, *event_shape)``.
         samples: from :func:`nuts_posterior`, ``(N, S, latent_dim)``.
-        log_px: the exact log p(x) ``(N,)``, when known.
-        local_guide: q* fit to this x (:func:`fit_local_guides`), compared as well.
-        num_samples: importance samples for log p(x), and draws for a flow's moments.
+        log_px: the exact :math:`\log p(x)` ``(N,)``, when known.
+        local_guide: :math:`q^*` fit to this x (:func:`fit_local_guides`), compared as well.
+        num_samples: importance samples for :math:`\log p(x)`, and draws for a flow's moments.
         seed: seed of those draws; the global random stream is left untouched.
 
     Returns:

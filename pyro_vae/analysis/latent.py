@@ -1,15 +1,19 @@
-"""The latent space: codes, paths through it, projections, and the aggregate posterior.
+r"""The latent space: codes, paths through it, projections, and the aggregate posterior.
 
 The aggregate posterior is the guide averaged over the data,
 
-    q(z) = (1/N) Σ_n q_φ(z | x_n),
+.. math::
+
+    q(z) = \frac{1}{N} \sum_n q_\phi(z \mid x_n),
 
 the distribution of codes the decoder actually sees. The ELBO's KL term,
 averaged over the data, splits as (Hoffman & Johnson 2016)
 
-    E_x KL(q(z|x) ‖ p(z)) = I_q(x; z) + KL(q(z) ‖ p(z)),
+.. math::
 
-so a prior that matches q(z) costs less; comparing the two is how priors are
+    \mathbb{E}_x \mathrm{KL}(q(z \mid x) \,\|\, p(z)) = I_q(x; z) + \mathrm{KL}(q(z) \,\|\, p(z)),
+
+so a prior that matches :math:`q(z)` costs less; comparing the two is how priors are
 judged. :func:`aggregate_kl` estimates both terms, :func:`kl_per_dimension`
 splits the KL over latent units, and :func:`interpolate`, :func:`traverse`,
 :func:`codes` and :func:`embed` give the paths and projections that the figures
@@ -82,7 +86,9 @@ def _check_encoder(encoder: object) -> None:
 def aggregate_posterior_log_prob(
     encoder: nn.Module, x: torch.Tensor, z: torch.Tensor, *, batch_size: int = 500
 ) -> torch.Tensor:
-    """log q(z) = logsumexp_n log q(z | x_n) - log N, at every point of ``z``.
+    r""":math:`\log q(z)` at every point of ``z``:
+
+    .. math:: \log q(z) = \operatorname{logsumexp}_n \log q(z \mid x_n) - \log N.
 
     Arguments:
         encoder: a guide part (``vae.encoder``): ``x (B, …) -> q(z|x)`` of batch shape ``(B,)``.
@@ -146,8 +152,9 @@ def _check_vae(vae: object) -> VAE:
 
 
 def codes(vae: VAE, x: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
-    """The point summary of q(z|x_n) for every example: :func:`~pyro_vae.guides.location`,
-    the guide's mean (a flow's base mean pushed through the flow).
+    r"""The point summary of :math:`q(z \mid x_n)` for every example:
+    :func:`~pyro_vae.guides.location`, the guide's mean (a flow's base mean pushed through the
+    flow).
 
     Arguments:
         vae: a :class:`~pyro_vae.VAE` (for a hierarchical one, codes of z₁).
@@ -196,7 +203,9 @@ def sample_aggregate_posterior(
     *,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Draws from q(z) = (1/N) Σ_n q(z|x_n): n uniform in 0 … N-1, then z ~ q(z|x_n).
+    r"""Draws from :math:`q(z) = \tfrac{1}{N} \sum_n q(z \mid x_n)`.
+
+    n is uniform in 0 … N-1, then :math:`z \sim q(z \mid x_n)`.
 
     Arguments:
         encoder: a guide part (``vae.encoder``).
@@ -219,13 +228,15 @@ def sample_aggregate_posterior(
 
 @dataclass(frozen=True)
 class AggregateKL:
-    """The KL of the aggregate posterior from the prior, and the mutual information.
+    r"""The KL of the aggregate posterior from the prior, and the mutual information.
 
     Attributes:
-        kl: KL(q(z) ‖ p(z)), nats, Monte Carlo over ``num_samples`` draws of q(z).
+        kl: :math:`\mathrm{KL}(q(z) \,\|\, p(z))`, nats, Monte Carlo over ``num_samples`` draws
+            of :math:`q(z)`.
         standard_error: the standard error of ``kl``.
-        average_kl: E_x KL(q(z|x) ‖ p(z)) on the same draws.
-        mutual_information: I_q(x; z) = ``average_kl - kl``, in [0, log N] up to noise.
+        average_kl: :math:`\mathbb{E}_x \mathrm{KL}(q(z \mid x) \,\|\, p(z))` on the same draws.
+        mutual_information: :math:`I_q(x; z)` = ``average_kl - kl``, in :math:`[0, \log N]` up
+            to noise.
         num_samples: M, the draws.
         num_examples: N, the examples whose posteriors make q(z).
     """
@@ -241,17 +252,26 @@ class AggregateKL:
 def aggregate_kl(
     vae: VAE, x: torch.Tensor, *, num_samples: int = 1000, batch_size: int = 500, seed: int = 0
 ) -> AggregateKL:
-    """Estimates KL(q(z) ‖ p(z)) and I_q(x; z) for q(z) = (1/N) Σ_n q(z|x_n).
+    r"""Estimates :math:`\mathrm{KL}(q(z) \,\|\, p(z))` and :math:`I_q(x; z)`.
 
-    With M draws n_m uniform and z_m ~ q(z|x_{n_m}), and log q(z_m) exact (a sum over
-    all N posteriors, :func:`aggregate_posterior_log_prob`):
+    For :math:`q(z) = \tfrac{1}{N} \sum_n q(z \mid x_n)`, with M draws :math:`n_m` uniform and
+    :math:`z_m \sim q(z \mid x_{n_m})`, and :math:`\log q(z_m)` exact (a sum over all N
+    posteriors, :func:`aggregate_posterior_log_prob`):
 
-        KL(q(z) ‖ p(z))      ≈ (1/M) Σ_m [log q(z_m) - log p(z_m)]           (± s.e.)
-        E_x KL(q(z|x) ‖ p(z)) ≈ (1/M) Σ_m [log q(z_m|x_{n_m}) - log p(z_m)]
-        I_q(x; z)            = the difference = (1/M) Σ_m [log q(z_m|x_{n_m}) - log q(z_m)].
+    .. math::
 
-    Each term of the last sum is at most log N, because q(z) ≥ q(z|x_n)/N; its mean is
-    ≥ 0 in expectation (exactly 0 when the guide ignores x). Any prior with ``log_prob``
+        \begin{aligned}
+        \mathrm{KL}(q(z) \,\|\, p(z)) &\approx \frac{1}{M} \sum_m [\log q(z_m) - \log p(z_m)]
+            && (\pm \text{ s.e.}) \\
+        \mathbb{E}_x \mathrm{KL}(q(z \mid x) \,\|\, p(z)) &\approx
+            \frac{1}{M} \sum_m [\log q(z_m \mid x_{n_m}) - \log p(z_m)] \\
+        I_q(x; z) &= \text{the difference}
+            = \frac{1}{M} \sum_m [\log q(z_m \mid x_{n_m}) - \log q(z_m)].
+        \end{aligned}
+
+    Each term of the last sum is at most :math:`\log N`, because
+    :math:`q(z) \ge q(z \mid x_n)/N`; its mean is :math:`\ge 0` in expectation (exactly 0 when
+    the guide ignores x). Any prior with ``log_prob``
     works. The draws come from a generator seeded with ``seed``: the global random
     streams are left untouched.
 
@@ -263,7 +283,7 @@ def aggregate_kl(
         seed: an integer in [0, 2**32).
 
     Raises:
-        ValueError: a :class:`~pyro_vae.HierarchicalVAE`, whose p(z₁) has no density.
+        ValueError: a :class:`~pyro_vae.HierarchicalVAE`, whose :math:`p(z_1)` has no density.
     """
     _check_single_layer(vae, "aggregate_kl")
     check_vae_data(vae, x, "x", support=False)
@@ -317,16 +337,20 @@ def _unsupported(vae: VAE) -> ValueError:
 
 
 def kl_per_dimension(vae: VAE, x: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
-    """KL(q(z_u|x_n) ‖ p(z_u)) of the 1-D marginals, per example n and latent unit u.
+    r"""The KL of the 1-D marginals, per example n and latent unit u:
 
-    For Normal marginals N(μ, σ²) of q and N(m, s²) of p, in closed form:
+    .. math:: \mathrm{KL}_u = \mathrm{KL}(q(z_u \mid x_n) \,\|\, p(z_u)).
 
-        KL_u = log(s/σ) + (σ² + (μ - m)²) / (2 s²) - ½.
+    For Normal marginals :math:`\mathcal{N}(\mu, \sigma^2)` of q and :math:`\mathcal{N}(m, s^2)`
+    of p, in closed form:
 
-    For a factorised pair (diagonal guide, diagonal prior) Σ_u KL_u is the whole
-    KL(q(z|x) ‖ p(z)). For a full-covariance guide the marginals drop the correlations:
-    Σ_u KL_u ≤ the whole KL, the gap being the total correlation of q(z|x). A unit whose
-    KL is ≈ 0 for every x has collapsed onto the prior (Burda et al. 2016).
+    .. math:: \mathrm{KL}_u = \log(s/\sigma) + \frac{\sigma^2 + (\mu - m)^2}{2 s^2} - \frac{1}{2}.
+
+    For a factorised pair (diagonal guide, diagonal prior) :math:`\sum_u \mathrm{KL}_u` is the
+    whole :math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z))`. For a full-covariance guide the marginals
+    drop the correlations: :math:`\sum_u \mathrm{KL}_u \le` the whole KL, the gap being the
+    total correlation of :math:`q(z \mid x)`. A unit whose KL is :math:`\approx 0` for every x
+    has collapsed onto the prior (Burda et al. 2016).
 
     Arguments:
         vae: a :class:`~pyro_vae.VAE` with one latent layer, its guide a
@@ -364,7 +388,7 @@ def kl_per_dimension(vae: VAE, x: torch.Tensor, *, batch_size: int = 1000) -> to
 
 
 def decoded_grid(vae: VAE, *, limit: float = 3.0, size: int = 20) -> torch.Tensor:
-    """E[x|z] over the grid of :func:`grid`: the learned 2-D manifold.
+    r""":math:`\mathbb{E}[x \mid z]` over the grid of :func:`grid`: the learned 2-D manifold.
 
     Arguments:
         vae: a :class:`~pyro_vae.VAE` with ``latent_dim == 2``.

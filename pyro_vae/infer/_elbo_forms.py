@@ -51,21 +51,24 @@ _MAX_ROWS = 8192
 
 @dataclass(frozen=True)
 class ElboForms:
-    """The pieces of the ELBO's three forms, per example: each a tensor of shape ``(N,)``
+    r"""The pieces of the ELBO's three forms, per example: each a tensor of shape ``(N,)``
     in nats, with its Monte Carlo standard error over the K draws (``*_stderr``).
 
     Attributes:
-        log_px: log p(x) by importance sampling, log (1/K) Σ_k w_k.
-        posterior_kl: the gap KL(q(z|x) ‖ p(z|x)), estimated as log p̂(x) − mean_k log w_k.
-        reconstruction: E_q[log p(x|z)].
+        log_px: :math:`\log p(x)` by importance sampling, :math:`\log \tfrac{1}{K} \sum_k w_k`.
+        posterior_kl: the gap :math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z \mid x))`, estimated as
+            :math:`\log \hat p(x) - \tfrac{1}{K} \sum_k \log w_k`.
+        reconstruction: :math:`\mathbb{E}_q[\log p(x \mid z)]`.
         layers: the prior-matching term of each latent site, by site name, in the
             guide's order (``{"z": …}`` for a VAE, ``{"z1": …, "z2": …}`` for a
-            two-layer one): KL(q(z|x) ‖ p(z)) for a single layer, and
-            E_q[log q(z_l|·) − log p(z_l|·)] for each layer of a hierarchy.
+            two-layer one): :math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z))` for a single layer,
+            and :math:`\mathbb{E}_q[\log q(z_l \mid \cdot) - \log p(z_l \mid \cdot)]` for each
+            layer of a hierarchy.
         closed_form: for each site, whether its term was taken in closed form
             (averaged over the draws of the layers below it, if any).
         prior_kl_stderr: the standard error of the sum of the layers' terms.
-        expected_log_weight: E_q[log w] = E_q[log p(x, z) − log q(z|x)].
+        expected_log_weight: :math:`\mathbb{E}_q[\log w]
+            = \mathbb{E}_q[\log p(x, z) - \log q(z \mid x)]`.
         num_samples: K, the draws per example.
     """
 
@@ -85,22 +88,28 @@ class ElboForms:
 
     @property
     def prior_kl(self) -> torch.Tensor:
-        """The prior matching KL(q(z|x) ‖ p(z)), the sum of the per-layer terms, ``(N,)``."""
+        r"""The prior matching :math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z))`, ``(N,)``.
+
+        The sum of the per-layer terms.
+        """
         return sum(self.layers.values(), torch.zeros_like(self.reconstruction))
 
     @property
     def form1(self) -> torch.Tensor:
-        """log p(x) − KL(q(z|x) ‖ p(z|x)), ``(N,)``."""
+        r""":math:`\log p(x) - \mathrm{KL}(q(z \mid x) \,\|\, p(z \mid x))`, ``(N,)``."""
         return self.log_px - self.posterior_kl
 
     @property
     def form2(self) -> torch.Tensor:
-        """E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)), ``(N,)``."""
+        r""":math:`\mathbb{E}_q[\log p(x \mid z)] - \mathrm{KL}(q(z \mid x) \,\|\, p(z))`.
+
+        Shape ``(N,)``.
+        """
         return self.reconstruction - self.prior_kl
 
     @property
     def form3(self) -> torch.Tensor:
-        """E_q[log p(x, z) − log q(z|x)], ``(N,)``."""
+        r""":math:`\mathbb{E}_q[\log p(x, z) - \log q(z \mid x)]`, ``(N,)``."""
         return self.expected_log_weight
 
 
@@ -165,7 +174,7 @@ def elbo_forms(
     :math:`\sum_l \mathbb{E}_q[\log q(z_l \mid z_{l-1}) - \log p(z_l \mid z_{l+1})]`.
     Every piece uses the same K draws :math:`z_k \sim q(z \mid x)`: (3) is the mean of
     :math:`\log w_k`; (2) takes each layer's KL in closed form where torch has one;
-    (1) estimates log p(x) by importance sampling and the gap as
+    (1) estimates :math:`\log p(x)` by importance sampling and the gap as
     :math:`\log \hat p(x) - \frac{1}{K}\sum_k \log w_k`, so (1) equals (3) by
     construction and adds the split into evidence and gap.
 
@@ -174,14 +183,15 @@ def elbo_forms(
             ``vae.guide``, a :class:`~pyro_vae.HierarchicalVAE`'s, or any pair
             following pyro_vae's site and plate names).
         x: data of shape ``(N, *event_shape)``.
-        num_samples: K ≥ 2, the draws z_k ~ q(z|x) per example that every piece uses.
-        batch_size: examples per pass (default: as many as keep K × B ≤ 8192).
+        num_samples: :math:`K \ge 2`, the draws :math:`z_k \sim q(z \mid x)` per example that
+            every piece uses.
+        batch_size: examples per pass (default: as many as keep :math:`K \times B \le 8192`).
 
     Returns:
         an :class:`ElboForms`; ``.form1``, ``.form2`` and ``.form3`` are the three forms.
 
     Raises:
-        TypeError, ValueError: bad programs or data, or K < 2 (a standard error
+        TypeError, ValueError: bad programs or data, or :math:`K < 2` (a standard error
             needs two draws), named in the message.
 
     Example (the linear-Gaussian model with its exact posterior as guide: no gap):

@@ -27,13 +27,13 @@ __all__ = ["KLSchedule", "ParticleELBO"]
 
 @dataclass(frozen=True)
 class KLSchedule:
-    """The weight of the KL term over training.
+    r"""The weight of the KL term over training.
 
     Attributes:
-        beta: β, the final weight of log p(z) - log q(z|x) (1: the true bound).
-        warmup_steps: β_t = β · min(1, t / warmup_steps) after t training steps
-            (0: no warm-up).
-        free_bits: λ ≥ 0 nats per latent dimension; 0 turns it off.
+        beta: β, the final weight of :math:`\log p(z) - \log q(z \mid x)` (1: the true bound).
+        warmup_steps: :math:`\beta_t = \beta \cdot \min(1, t / \mathtt{warmup\_steps})` after
+            t training steps (0: no warm-up).
+        free_bits: :math:`\lambda \ge 0` nats per latent dimension; 0 turns it off.
     """
 
     beta: float = 1.0
@@ -53,14 +53,14 @@ class KLSchedule:
 
 
 class ParticleELBO(pyro.infer.ELBO):
-    """Base of pyro_vae's estimators: K vectorised particles, per-example bounds.
+    r"""Base of pyro_vae's estimators: K vectorised particles, per-example bounds.
 
     Subclasses implement ``_objective``, which turns one vectorised draw
     (:class:`~pyro_vae.infer._draw.Draw`) into the bound (summed over the batch with
     the sites' scales) and a surrogate whose gradient is the estimator's.
 
     Arguments:
-        num_particles: K ≥ 1 samples of z per example, drawn in one vectorised pass.
+        num_particles: :math:`K \ge 1` samples of z per example, drawn in one vectorised pass.
         max_plate_nesting: plates the programs nest, left of which the particle
             plate goes. By default it is found from the programs, as Pyro's ELBOs
             guess it, by one run without particles on the first batch (pyro_vae's

@@ -36,7 +36,7 @@ importance-weighted bounds runs over particles, never over the batch.
 Gradients (ψ stands for any parameter, of the decoder or the guide):
 
 - reparameterised (``MonteCarloELBO``, ``AnalyticKLELBO``, ``IWAE``, ``RenyiELBO``):
-  autograd of the bound through z = g_φ(ε).
+  autograd of the bound through :math:`z = g_\phi(\epsilon)`.
 - ``ScoreFunctionELBO``: z is drawn without a pathwise gradient and the guide is
   trained by REINFORCE, :math:`\sum_k (\log w_k - b_k) \nabla \log q(z_k \mid x)`, with a
   leave-one-out baseline :math:`b_k`.
@@ -46,7 +46,7 @@ Gradients (ψ stands for any parameter, of the decoder or the guide):
 - ``DReG`` (doubly reparameterised IWAE gradient): the guide's gradient
   :math:`\sum_k \tilde w_k^2\, \frac{\partial \log w_k}{\partial z_k}
   \frac{\partial z_k}{\partial \phi}`, unbiased for :math:`\nabla_\phi \mathrm{IWAE}_K`,
-  whose signal-to-noise ratio does not vanish as K grows. With β ≠ 1 the weight is
+  whose signal-to-noise ratio does not vanish as K grows. With :math:`\beta \ne 1` the weight is
   :math:`(1 - \beta) \tilde w_k + \beta \tilde w_k^2`.
 
 β can ramp up linearly over the first ``warmup_steps`` training steps (KL
@@ -106,7 +106,11 @@ def _iwae(log_w: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
 
 
 class MonteCarloELBO(ParticleELBO):
-    """``elbo``: Trace_ELBO's estimator, E_q[log p(x|z)] - β E_q[log q(z|x) - log p(z)].
+    r"""``elbo``: Trace_ELBO's estimator:
+
+    .. math::
+
+        \mathbb{E}_q[\log p(x \mid z)] - \beta\, \mathbb{E}_q[\log q(z \mid x) - \log p(z)].
 
     The KL term is estimated by Monte Carlo from the same samples as the
     reconstruction term. Gradients are reparameterised.
@@ -123,9 +127,9 @@ class MonteCarloELBO(ParticleELBO):
         return d.kl_terms(self.kl_kind, groups=groups)
 
     def kl(self, d: Draw) -> torch.Tensor:
-        """KL(q(z|x) ‖ p(z)) per example, summed over latent sites, as this objective
-        estimates it (by Monte Carlo here; in closed form where one exists for
-        :class:`AnalyticKLELBO`): ``(B,)``, times the sites' scales."""
+        r""":math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z))` per example, summed over latent sites,
+        as this objective estimates it (by Monte Carlo here; in closed form where one exists
+        for :class:`AnalyticKLELBO`): ``(B,)``, times the sites' scales."""
         return sum(term.value for term in self._kl_terms(d))
 
     def _objective(self, d, beta, grad):
@@ -142,7 +146,11 @@ class MonteCarloELBO(ParticleELBO):
 
 
 class AnalyticKLELBO(MonteCarloELBO):
-    """``analytic-kl``: TraceMeanField_ELBO's estimator, E_q[log p(x|z)] - β KL(q(z|x) ‖ p(z)).
+    r"""``analytic-kl``: TraceMeanField_ELBO's estimator:
+
+    .. math::
+
+        \mathbb{E}_q[\log p(x \mid z)] - \beta\, \mathrm{KL}(q(z \mid x) \,\|\, p(z)).
 
     The KL of a latent site is taken in closed form when torch registers one for
     the pair of distributions and when it is valid: the site's prior must depend
@@ -173,14 +181,15 @@ class AnalyticKLELBO(MonteCarloELBO):
 
 
 class STL(MonteCarloELBO):
-    """``stl``: sticking the landing, for the ELBO or (``bound="iwae"``) the IWAE bound.
+    r"""``stl``: sticking the landing, for the ELBO or (``bound="iwae"``) the IWAE bound.
 
     The bound's value is unchanged; its gradient drops the score term
-    -β ∂/∂φ log q_φ(z|x)|_z (zero in expectation), leaving the path derivative
-    through z. When q(z|x) equals p(z|x), log w is constant in z and the guide's
-    gradient is exactly zero for every sample. For the IWAE bound the estimator
-    Σ_k w̃_k (path derivative of log w_k) is biased (Tucker et al. 2019); DReG is
-    its unbiased counterpart.
+    :math:`-\beta \frac{\partial}{\partial \phi} \log q_\phi(z \mid x)|_z` (zero in
+    expectation), leaving the path derivative through z. When :math:`q(z \mid x)` equals
+    :math:`p(z \mid x)`, :math:`\log w` is constant in z and the guide's gradient is exactly
+    zero for every sample. For the IWAE bound the estimator :math:`\sum_k \tilde w_k` (path
+    derivative of :math:`\log w_k`) is biased (Tucker et al. 2019); DReG is its unbiased
+    counterpart.
 
     Arguments:
         bound: ``"elbo"`` (default) or ``"iwae"``.
@@ -208,15 +217,16 @@ class STL(MonteCarloELBO):
 
 
 class ScoreFunctionELBO(ParticleELBO):
-    """``score-function``: the ELBO with z drawn without a pathwise gradient (REINFORCE).
+    r"""``score-function``: the ELBO with z drawn without a pathwise gradient (REINFORCE).
 
     The guide's gradient is the score-function estimator
-    (1/K) Σ_k (log w_k - b_k) ∇φ log q(z_k|x) (plus the zero-mean term
-    -β ∇φ log q_φ(z)|_z, as Pyro's TraceGraph_ELBO keeps it), computed per
-    example. The baseline b_k is the mean log-weight of the example's other
-    particles when K > 1, and of the batch's other examples when K = 1: it does
-    not depend on z_k, so the estimator stays unbiased. The decoder's gradient is
-    the usual ∇θ log p(x, z_k). Its variance is what reparameterisation removes.
+    :math:`\tfrac{1}{K} \sum_k (\log w_k - b_k) \nabla_\phi \log q(z_k \mid x)` (plus the
+    zero-mean term :math:`-\beta \nabla_\phi \log q_\phi(z)|_z`, as Pyro's TraceGraph_ELBO
+    keeps it), computed per example. The baseline :math:`b_k` is the mean log-weight of the
+    example's other particles when :math:`K > 1`, and of the batch's other examples when
+    :math:`K = 1`: it does not depend on :math:`z_k`, so the estimator stays unbiased. The
+    decoder's gradient is the usual :math:`\nabla_\theta \log p(x, z_k)`. Its variance is
+    what reparameterisation removes.
     """
 
     objective_name = "score-function"
@@ -247,10 +257,12 @@ def _leave_one_out(log_w: torch.Tensor) -> torch.Tensor:
 
 
 class IWAE(ParticleELBO):
-    """``iwae``: the importance-weighted bound log (1/K) Σ_k w_k per example (Burda et al.).
+    r"""``iwae``: the importance-weighted bound per example (Burda et al.):
 
-    IWAE_1 is the ELBO; IWAE_K grows with K and tends to log p(x). The gradient
-    is reparameterised: Σ_k w̃_k ∇ log w_k.
+    .. math:: \mathrm{IWAE}_K = \log \frac{1}{K} \sum_k w_k.
+
+    :math:`\mathrm{IWAE}_1` is the ELBO; :math:`\mathrm{IWAE}_K` grows with K and tends to
+    :math:`\log p(x)`. The gradient is reparameterised: :math:`\sum_k \tilde w_k \nabla \log w_k`.
     """
 
     objective_name = "iwae"
@@ -264,10 +276,13 @@ class IWAE(ParticleELBO):
 
 
 class RenyiELBO(IWAE):
-    """``renyi``: the Rényi α bound 1/(1-α) log (1/K) Σ_k w_k^(1-α) per example (Li & Turner).
+    r"""``renyi``: the Rényi α bound per example (Li & Turner):
 
-    α = 0 gives IWAE_K; α → 1 approaches the ELBO. For α ≥ 0 it is a lower bound
-    of log p(x) in expectation; α < 0 can exceed log p(x).
+    .. math:: \frac{1}{1 - \alpha} \log \frac{1}{K} \sum_k w_k^{1 - \alpha}.
+
+    :math:`\alpha = 0` gives :math:`\mathrm{IWAE}_K`; :math:`\alpha \to 1` approaches the ELBO.
+    For :math:`\alpha \ge 0` it is a lower bound of :math:`\log p(x)` in expectation;
+    :math:`\alpha < 0` can exceed :math:`\log p(x)`.
 
     Arguments:
         alpha: α, any finite number other than 1 (default 0.5).
@@ -290,12 +305,19 @@ class RenyiELBO(IWAE):
 
 
 class DReG(IWAE):
-    """``iwae-dreg``: the IWAE bound with doubly reparameterised gradients (Tucker et al.).
+    r"""``iwae-dreg``: the IWAE bound with doubly reparameterised gradients (Tucker et al.).
 
-    The decoder's gradient is IWAE's, Σ_k w̃_k ∇θ log p(x, z_k). The guide's is
-    Σ_k c_k ∂log w_k/∂z_k · ∂z_k/∂φ with c_k = (1-β) w̃_k + β w̃_k² (w̃_k² at β = 1):
-    unbiased for ∇φ IWAE_K, with a signal-to-noise ratio that grows with K where
-    IWAE's falls like 1/√K.
+    The decoder's gradient is IWAE's, :math:`\sum_k \tilde w_k \nabla_\theta \log p(x, z_k)`.
+    The guide's is
+
+    .. math::
+
+        \sum_k c_k \frac{\partial \log w_k}{\partial z_k} \cdot \frac{\partial z_k}{\partial \phi}
+        \quad \text{with} \quad c_k = (1 - \beta) \tilde w_k + \beta \tilde w_k^2
+
+    (:math:`\tilde w_k^2` at :math:`\beta = 1`): unbiased for
+    :math:`\nabla_\phi \mathrm{IWAE}_K`, with a signal-to-noise ratio that grows with K where
+    IWAE's falls like :math:`1/\sqrt{K}`.
 
     With one latent site the weights are applied by a gradient hook on z in a
     single backward pass; with several the model and guide are replayed once at

@@ -24,8 +24,8 @@ The importance weight of a sample :math:`z_k \sim q(z \mid x)` is
     \log p(x) \approx \log \frac{1}{K} \sum_k w_k, \qquad
     \mathrm{ELBO}(x) \approx \frac{1}{K} \sum_k \log w_k;
 
-the first is a stochastic lower bound that tends to log p(x) as K → ∞, the second
-an unbiased estimate of :math:`\mathbb{E}_q[\log w]`.
+the first is a stochastic lower bound that tends to :math:`\log p(x)` as
+:math:`K \to \infty`, the second an unbiased estimate of :math:`\mathbb{E}_q[\log w]`.
 
 :func:`elbo_forms` (:mod:`pyro_vae.infer._elbo_forms`) writes the ELBO in its three
 equal forms, each piece with its Monte Carlo error.
@@ -167,7 +167,9 @@ def log_weights(
     batch_size: int | None = None,
     max_rows: int = _DEFAULT_MAX_ROWS,
 ) -> torch.Tensor:
-    """Importance log-weights log p(x, z_k) - log q(z_k|x) for z_k ~ q(z|x).
+    r"""Importance log-weights for :math:`z_k \sim q(z \mid x)`:
+
+    .. math:: \log p(x, z_k) - \log q(z_k \mid x).
 
     Arguments:
         model, guide: Pyro functions taking a batch ``x``.
@@ -216,12 +218,14 @@ def log_likelihood(
     max_rows: int = _DEFAULT_MAX_ROWS,
     return_stderr: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Importance-sampled estimate of log p(x) per example: log (1/K) Σ_k w_k.
+    r"""Importance-sampled estimate of :math:`\log p(x)` per example:
+
+    .. math:: \log \frac{1}{K} \sum_k w_k.
 
     Computed as ``logsumexp(log w) - log K``, accumulated chunk by chunk, so
     memory is bounded by ``max_rows`` whatever K is. Its Monte Carlo standard
-    error (delta method) is sqrt((K Σ_k ŵ_k² - 1) / (K - 1)) with normalised
-    weights ŵ_k = w_k / Σ_j w_j; it is small when the weights are even.
+    error (delta method) is :math:`\sqrt{(K \sum_k \hat w_k^2 - 1) / (K - 1)}` with normalised
+    weights :math:`\hat w_k = w_k / \sum_j w_j`; it is small when the weights are even.
 
     Arguments:
         model, guide, x, num_samples, batch_size, max_rows: as in :func:`log_weights`.
@@ -261,11 +265,12 @@ def elbo(
     batch_size: int | None = None,
     max_rows: int = _DEFAULT_MAX_ROWS,
 ) -> torch.Tensor:
-    r"""Monte Carlo estimate of the evidence lower bound per example: (1/K) Σ_k log w_k.
+    r"""Monte Carlo estimate of the evidence lower bound per example:
 
     .. math::
 
-        \mathrm{ELBO}(x) = \mathbb{E}_q[\log p(x, z) - \log q(z \mid x)]
+        \frac{1}{K} \sum_k \log w_k \approx \mathrm{ELBO}(x)
+        = \mathbb{E}_q[\log p(x, z) - \log q(z \mid x)]
         = \log p(x) - \mathrm{KL}(q(z \mid x) \,\|\, p(z \mid x)).
 
     Returns:
@@ -285,16 +290,18 @@ def iwae_bounds(
     batch_size: int | None = None,
     max_rows: int = _DEFAULT_MAX_ROWS,
 ) -> dict[int, torch.Tensor]:
-    """Estimates of E[IWAE_K] per example, for several K from one set of samples.
+    r"""Estimates of :math:`\mathbb{E}[\mathrm{IWAE}_K]` per example, for several K.
 
-    IWAE_K(x) = log (1/K) Σ_k w_k with z_1..z_K ~ q(z|x). The ``num_samples``
-    weights of each example are split into ⌊S/K⌋ disjoint groups of K, and the
-    bound is averaged over the groups: an unbiased estimate of E[IWAE_K] that
-    uses every sample (IWAE_1 is the ELBO). E[IWAE_K] rises with K towards log p(x).
+    :math:`\mathrm{IWAE}_K(x) = \log \frac{1}{K} \sum_k w_k` with
+    :math:`z_1, \dots, z_K \sim q(z \mid x)`. Every K uses one set of samples: the
+    ``num_samples`` weights of each example are split into :math:`\lfloor S/K \rfloor`
+    disjoint groups of K, and the bound is averaged over the groups: an unbiased estimate of
+    :math:`\mathbb{E}[\mathrm{IWAE}_K]` that uses every sample (:math:`\mathrm{IWAE}_1` is the
+    ELBO). :math:`\mathbb{E}[\mathrm{IWAE}_K]` rises with K towards :math:`\log p(x)`.
 
     Arguments:
         ks: the values of K.
-        num_samples: S ≥ max(ks) (default: max(ks)).
+        num_samples: :math:`S \ge \max(\mathtt{ks})` (default: max(ks)).
         others: as :func:`log_weights`.
 
     Returns:
@@ -329,11 +336,15 @@ def elbo_terms(
     *,
     batch_size: int = 1000,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two terms of the ELBO per example: reconstruction and KL.
+    r"""The two terms of the ELBO per example: reconstruction and KL.
 
-    ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) ‖ p(z)). The KL is taken in closed form
-    where one exists (as the ``analytic-kl`` objective does, with its Monte Carlo
-    fallback); the reconstruction term is averaged over ``num_samples`` draws.
+    .. math::
+
+        \mathrm{ELBO}(x) = \mathbb{E}_q[\log p(x \mid z)] - \mathrm{KL}(q(z \mid x) \,\|\, p(z)).
+
+    The KL is taken in closed form where one exists (as the ``analytic-kl`` objective does,
+    with its Monte Carlo fallback); the reconstruction term is averaged over ``num_samples``
+    draws.
 
     Returns:
         ``(reconstruction, kl)``, each of shape ``(N,)``.
@@ -357,10 +368,12 @@ def elbo_terms(
 def unit_activity(
     guide: ModelFn, x: torch.Tensor, *, batch_size: int = 1000
 ) -> dict[str, torch.Tensor]:
-    """The activity of every latent unit u: A_u = Var_x(E_q[z_u | x]) (Burda et al. 2015).
+    r"""The activity of every latent unit u (Burda et al. 2015):
 
-    E_q[z|x] is the mean of the guide's distribution at each latent site; for a
-    site that conditions on other latents it is the mean given one draw of them.
+    .. math:: A_u = \mathrm{Var}_x(\mathbb{E}_q[z_u \mid x]).
+
+    :math:`\mathbb{E}_q[z \mid x]` is the mean of the guide's distribution at each latent site;
+    for a site that conditions on other latents it is the mean given one draw of them.
 
     Returns:
         ``{site name: tensor of shape (latent_dim,)}``, units flattened per site.
@@ -388,7 +401,9 @@ def unit_activity(
 def active_units(
     guide: ModelFn, x: torch.Tensor, *, threshold: float = 0.01, batch_size: int = 1000
 ) -> int:
-    """How many latent units are active: Var_x(E_q[z_u|x]) > ``threshold`` (Burda et al.).
+    r"""How many latent units are active (Burda et al.):
+
+    .. math:: \mathrm{Var}_x(\mathbb{E}_q[z_u \mid x]) > \mathtt{threshold}.
 
     Collapsed units, whose posterior mean ignores x, are the inactive ones.
     """

@@ -10,8 +10,8 @@ times on the same mini-batch at the same parameters,
 
 (Rainforth et al. 2018). Both are averaged over the coordinates of a group of
 parameters: the guide's (encoder) and the model's (decoder and prior). For
-IWAE the guide's SNR falls like 1/√K as K grows while the decoder's rises like
-√K; DReG's guide SNR rises with K too.
+IWAE the guide's SNR falls like :math:`1/\sqrt{K}` as K grows while the decoder's rises
+like :math:`\sqrt{K}`; DReG's guide SNR rises with K too.
 
 The estimates are taken with the model and guide scaled by 1/B, as
 :func:`pyro_vae.fit` trains them, so variances are those of per-example losses.
@@ -47,10 +47,10 @@ class GradientStats:
         group: ``"guide"`` or ``"model"``.
         num_draws: R, the number of independent gradient estimates.
         num_coordinates: scalar parameters in the group.
-        variance: Var[g] averaged over coordinates.
+        variance: :math:`\mathrm{Var}[g]` averaged over coordinates.
         snr: :math:`|\mathbb{E}[g]| / \sqrt{\mathrm{Var}[g]}` averaged over coordinates
             with nonzero variance (NaN when every coordinate's variance is zero).
-        mean_norm: the norm of the average gradient, ‖E[g]‖.
+        mean_norm: the norm of the average gradient, :math:`\|\mathbb{E}[g]\|`.
     """
 
     group: str
@@ -103,14 +103,14 @@ def gradient_stats(
     x: torch.Tensor,
     num_draws: int = 100,
 ) -> dict[str, GradientStats]:
-    """Variance and SNR of ``objective``'s gradient for the guide's and the model's parameters.
+    r"""Variance and SNR of ``objective``'s gradient for the guide's and the model's parameters.
 
     Arguments:
         objective: any ELBO with ``differentiable_loss`` (all of pyro_vae's).
         model, guide: Pyro programs taking the batch ``x``.
         x: one fixed mini-batch ``(B, *event_shape)``.
-        num_draws: R ≥ 2 independent estimates; the standard error of the
-            variance is about variance · sqrt(2/R).
+        num_draws: :math:`R \ge 2` independent estimates; the standard error of the
+            variance is about :math:`\mathrm{variance} \cdot \sqrt{2/R}`.
 
     Returns:
         ``{"guide": GradientStats, "model": GradientStats}`` (groups without parameters omitted).

@@ -1,16 +1,19 @@
-"""Training objectives by name: each is a ``pyro.infer.ELBO`` usable in ``pyro.infer.SVI``.
+r"""Training objectives by name: each is a ``pyro.infer.ELBO`` usable in ``pyro.infer.SVI``.
 
 ================== ===================================================================
 name               estimator (:mod:`pyro_vae.estimators`)
 ================== ===================================================================
-``elbo``           E_q[log p(x, z) - log q(z|x)], KL by Monte Carlo (Trace_ELBO's)
-``analytic-kl``    E_q[log p(x|z)] - KL(q(z|x) ‖ p(z)), KL in closed form where one
-                   exists and is valid (TraceMeanField_ELBO's); Monte Carlo elsewhere
+``elbo``           :math:`\mathbb{E}_q[\log p(x, z) - \log q(z \mid x)]`, KL by Monte Carlo
+                   (Trace_ELBO's)
+``analytic-kl``    :math:`\mathbb{E}_q[\log p(x \mid z)] - \mathrm{KL}(q(z \mid x) \,\|\, p(z))`,
+                   KL in closed form where one exists and is valid (TraceMeanField_ELBO's);
+                   Monte Carlo elsewhere
 ``score-function`` the ELBO with REINFORCE gradients for the guide (a leave-one-out
                    baseline), no reparameterisation
 ``stl``            the ELBO (or ``bound=iwae``) with sticking-the-landing gradients
-``iwae``           log (1/K) Σ_k p(x, z_k)/q(z_k|x) per example
-``renyi``          1/(1-α) log (1/K) Σ_k (p(x, z_k)/q(z_k|x))^(1-α), option ``alpha``
+``iwae``           :math:`\log \frac{1}{K} \sum_k p(x, z_k) / q(z_k \mid x)` per example
+``renyi``          :math:`\frac{1}{1 - \alpha} \log \frac{1}{K}
+                   \sum_k \left(p(x, z_k) / q(z_k \mid x)\right)^{1 - \alpha}`, option ``alpha``
 ``iwae-dreg``      the IWAE bound with doubly reparameterised gradients
 ================== ===================================================================
 

@@ -80,16 +80,19 @@ def discretized_logistic_log_prob(
 
 
 class DiscretizedLogisticDistribution(dist.TorchDistribution):
-    """Elementwise discretised logistic on the grid {0, 1/(n-1), ..., 1} (Salimans et al. 2017).
+    r"""Elementwise discretised logistic on the grid {0, 1/(n-1), ..., 1} (Salimans et al. 2017).
 
-    x = round((n-1) clamp(y, 0, 1)) / (n-1) for y ~ Logistic(loc, scale): with h = 1/(2(n-1)),
-    P(x) = σ((x + h - μ)/s) - σ((x - h - μ)/s) on interior bins, P(0) = σ((h - μ)/s) and
-    P(1) = 1 - σ((1 - h - μ)/s), computed in log space (see ``discretized_logistic_log_prob``).
+    :math:`x = \operatorname{round}((n-1) \operatorname{clamp}(y, 0, 1)) / (n-1)` for
+    :math:`y \sim \operatorname{Logistic}(\mathtt{loc}, \mathtt{scale})`: with
+    :math:`h = 1/(2(n-1))`,
+    :math:`P(x) = \sigma((x + h - \mu)/s) - \sigma((x - h - \mu)/s)` on interior bins,
+    :math:`P(0) = \sigma((h - \mu)/s)` and :math:`P(1) = 1 - \sigma((1 - h - \mu)/s)`, computed
+    in log space (see ``discretized_logistic_log_prob``).
 
     Arguments:
         loc: μ, any real shape.
-        scale: s > 0, broadcast against ``loc``.
-        num_bins: n ≥ 2, the number of grid values.
+        scale: :math:`s > 0`, broadcast against ``loc``.
+        num_bins: :math:`n \ge 2`, the number of grid values.
 
     References:
         1. T. Salimans, A. Karpathy, X. Chen, D. P. Kingma. PixelCNN++: improving the PixelCNN
@@ -143,7 +146,12 @@ class DiscretizedLogisticDistribution(dist.TorchDistribution):
 
     @property
     def mean(self) -> torch.Tensor:
-        """E[x] = (1/(n-1)) Σ_{k=1}^{n-1} P(x ≥ k/(n-1)) = (1/(n-1)) Σ_k σ((μ - (k - ½)/(n-1))/s).
+        r"""The mean:
+
+        .. math::
+
+            \mathbb{E}[x] = \frac{1}{n-1} \sum_{k=1}^{n-1} P\left(x \ge \frac{k}{n-1}\right)
+            = \frac{1}{n-1} \sum_k \sigma\left(\frac{\mu - (k - \frac{1}{2})/(n-1)}{s}\right).
 
         Exact (the tail-sum formula for a variable on the grid), a sum of positive terms, and
         in [0, 1]; it holds n-1 values per element while summing.

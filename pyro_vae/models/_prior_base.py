@@ -26,14 +26,18 @@ class Prior(nn.Module, ABC):
 
     @abstractmethod
     def forward(self) -> dist.TorchDistribution:
-        """Returns p(z) with batch shape ``()`` and event shape ``(latent_dim,)``."""
+        r"""Returns :math:`p(z)` with batch shape ``()`` and event shape ``(latent_dim,)``."""
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z) for ``z`` of shape ``(*batch, latent_dim)``: a tensor of shape ``(*batch)``."""
+        r""":math:`\log p(z)` for ``z`` of shape ``(*batch, latent_dim)``.
+
+        Returns:
+            a tensor of shape ``(*batch)``.
+        """
         return self().log_prob(check_sample("z", z, self.latent_dim))
 
     def kl_from(self, q: dist.TorchDistribution) -> torch.Tensor:
-        """KL(q ‖ p) in closed form, for q with event shape ``(latent_dim,)``.
+        r""":math:`\mathrm{KL}(q \,\|\, p)` in closed form for q with event shape ``(latent_dim,)``.
 
         Returns:
             a tensor of shape ``q.batch_shape``.

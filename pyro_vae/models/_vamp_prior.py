@@ -39,7 +39,7 @@ class VampPrior(Prior):
 
     with pseudo-inputs :math:`u_1, \dots, u_C` of the data's shape learned with
     everything else. The prior shares the guide's parameters φ: the
-    model's log p(z) trains the encoder too. For a diagonal-Gaussian guide the
+    model's :math:`\log p(z)` trains the encoder too. For a diagonal-Gaussian guide the
     mixture is evaluated without a (…, C, D) intermediate; any other guide (full
     covariance, flows) is evaluated component by component, which costs C guide
     densities per particle. No closed-form KL exists: ``analytic-kl`` falls back to
@@ -48,22 +48,24 @@ class VampPrior(Prior):
     The prior holds the guide it was given; after swapping ``vae.encoder``, build a
     new VampPrior on the new guide.
 
-    The encoder can make KL(q(z|x) ‖ p(z)) vanish by ignoring x, since the components
-    follow it. With tanh networks it does: their hidden units saturate within the first
-    epoch, E[z|x] stops varying with x, and the decoder never starts to use z
-    (measured on mnist5k, 784-300-300-40: KL 0.02 nats and 1 active unit of 40 after 8
-    epochs, where ReLU or gated networks keep all 40 active; KL warm-up does not
+    The encoder can make :math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z))` vanish by ignoring x, since
+    the components follow it. With tanh networks it does: their hidden units saturate within
+    the first epoch, :math:`\mathbb{E}[z \mid x]` stops varying with x, and the decoder never
+    starts to use z (measured on mnist5k, 784-300-300-40: KL 0.02 nats and 1 active unit of
+    40 after 8 epochs, where ReLU or gated networks keep all 40 active; KL warm-up does not
     prevent it). The paper's gated units (``nets.MLP(..., gated=True)``, the recipe
     ``vampprior2018``) train it as the paper does: on mnist5k it beats the standard
     prior from the first epochs. ``tests/test_recipes.py`` keeps both facts.
 
     Arguments:
-        guide: the guide q_φ(z|x), a :class:`~pyro_vae.guides.Guide` (``vae.encoder``;
-            ``vae.guide``, the VAE's Pyro guide, is accepted and means its encoder).
+        guide: the guide :math:`q_\phi(z \mid x)`, a :class:`~pyro_vae.guides.Guide`
+            (``vae.encoder``; ``vae.guide``, the VAE's Pyro guide, is accepted and means its
+            encoder).
         num_pseudo_inputs: C (the paper uses 500 for MNIST).
         input_shape: the shape of one input; by default ``(guide.net.in_features,)``.
         init: a ``(C, *input_shape)`` tensor to start the pseudo-inputs from (for example
-            C random training images); by default N(0.05, 0.01²) entries, the paper's.
+            C random training images); by default :math:`\mathcal{N}(0.05, 0.01^2)` entries, the
+            paper's.
 
     References:
         1. J. M. Tomczak, M. Welling. VAE with a VampPrior. AISTATS 2018.
@@ -122,6 +124,7 @@ class VampPrior(Prior):
 
     @property
     def num_pseudo_inputs(self) -> int:
+        """C, the number of pseudo-inputs (mixture components)."""
         return self.pseudo_inputs.shape[0]
 
     def forward(self) -> dist.TorchDistribution:

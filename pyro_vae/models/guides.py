@@ -1,4 +1,4 @@
-"""Guides (encoders) q_φ(z|x): amortised variational posteriors.
+r"""Guides (encoders) :math:`q_\phi(z \mid x)`: amortised variational posteriors.
 
 A guide is an ``nn.Module`` whose ``forward(x)`` takes a batch ``x`` of shape
 ``(B, *event_shape)`` and returns a reparameterisable distribution over z with
@@ -44,10 +44,11 @@ def _head(net: nn.Module, out_features: int) -> nn.Module:
 
 
 def location(q: torch.distributions.Distribution) -> torch.Tensor:
-    """A point summary of q(z|x): its mean, or for a flow the base mean pushed through the flow.
+    r"""A point summary of :math:`q(z \mid x)`: its mean, or for a flow :math:`f(\mathbb{E}[z_0])`.
 
-    A flow's mean E_q[z] has no closed form; f(E[z₀]) is the deterministic point that
-    reconstructions and unit activity use in its place. Shape: ``q.batch_shape + q.event_shape``.
+    A flow's mean :math:`\mathbb{E}_q[z]` has no closed form; :math:`f(\mathbb{E}[z_0])`, the base
+    mean pushed through the flow, is the deterministic point that reconstructions and unit
+    activity use in its place. Shape: ``q.batch_shape + q.event_shape``.
     """
     if isinstance(q, torch.distributions.TransformedDistribution):
         z = location(q.base_dist)
@@ -78,7 +79,7 @@ class Guide(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, x: torch.Tensor) -> dist.TorchDistribution:
-        """Returns q(z|x) with batch shape ``(B,)`` and event shape ``(latent_dim,)``."""
+        r"""Returns :math:`q(z \mid x)` with batch shape ``(B,)``, event shape ``(latent_dim,)``."""
 
     def local_parameters(self, x: torch.Tensor) -> torch.Tensor:
         """The quantities the encoder outputs for ``x``: a tensor ``(B, P)``.
@@ -96,7 +97,7 @@ class Guide(nn.Module, ABC):
         )
 
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
-        """q(z) from per-example parameters ``(B, P)``, of batch shape ``(B,)``.
+        r""":math:`q(z)` from per-example parameters ``(B, P)``, of batch shape ``(B,)``.
 
         Raises:
             NotImplementedError: the guide does not split into parameters and a family.
@@ -111,17 +112,23 @@ class Guide(nn.Module, ABC):
 
 
 class DiagonalNormal(Guide):
-    """Mean-field Gaussian q(z|x) = N(z; μ(x), diag σ(x)²).
+    r"""Mean-field Gaussian:
 
-    The head maps the body's features h to (μ, ρ) and σ = softplus(ρ) + σ_min,
-    which keeps σ positive and its gradient bounded.
+    .. math:: q(z \mid x) = \mathcal{N}(z; \mu(x), \operatorname{diag} \sigma(x)^2).
 
-    log q(z|x) = Σ_d [ -½ ((z_d - μ_d)/σ_d)² - log σ_d - ½ log 2π ].
+    The head maps the body's features h to :math:`(\mu, \rho)` and
+    :math:`\sigma = \operatorname{softplus}(\rho) + \sigma_{\min}`, which keeps σ positive and its
+    gradient bounded.
+
+    .. math::
+
+        \log q(z \mid x) = \sum_d \left[ -\tfrac{1}{2} \left(\frac{z_d - \mu_d}{\sigma_d}\right)^2
+        - \log \sigma_d - \tfrac{1}{2} \log 2\pi \right].
 
     Arguments:
         net: the body; its ``out_features`` sizes the head (a lazy head otherwise).
         latent_dim: size of z.
-        min_scale: σ_min, the floor of the standard deviations.
+        min_scale: :math:`\sigma_{\min}`, the floor of the standard deviations.
 
     Example:
         >>> from pyro_vae.nets import MLP
@@ -139,11 +146,20 @@ class DiagonalNormal(Guide):
         return _diagonal(self.head(self.net(x)), self.min_scale)
 
     def local_parameters(self, x: torch.Tensor) -> torch.Tensor:
-        """The head's output (μ, ρ), ``(B, 2 D)``: any diagonal Gaussian with σ > σ_min has one."""
+        r"""The head's output (μ, ρ), ``(B, 2 D)``.
+
+        Any diagonal Gaussian with :math:`\sigma > \sigma_{\min}` has one.
+        """
         return self.head(self.net(x))
 
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
-        """N(μ, diag σ²), σ = softplus(ρ) + σ_min, from ``params = (μ, ρ)``, ``(B, 2 D)``."""
+        r"""The distribution from ``params = (μ, ρ)``, ``(B, 2 D)``:
+
+        .. math::
+
+            \mathcal{N}(\mu, \operatorname{diag} \sigma^2), \qquad
+            \sigma = \operatorname{softplus}(\rho) + \sigma_{\min}.
+        """
         return _diagonal(_check_params(self, params, 2 * self.latent_dim), self.min_scale)
 
 
@@ -173,17 +189,21 @@ def _diagonal(params: torch.Tensor, min_scale: float) -> dist.TorchDistribution:
 
 
 class FullCovarianceNormal(Guide):
-    """Full-covariance Gaussian q(z|x) = N(z; μ(x), L(x) L(x)ᵀ).
+    r"""Full-covariance Gaussian :math:`q(z \mid x) = \mathcal{N}(z; \mu(x), L(x) L(x)^\top)`.
 
     The head maps the body's features to μ, the diagonal of the Cholesky factor
-    L_dd = softplus(ρ_d) + σ_min, and the D(D-1)/2 entries below it (unconstrained).
+    :math:`L_{dd} = \operatorname{softplus}(\rho_d) + \sigma_{\min}`, and the
+    :math:`D(D-1)/2` entries below it (unconstrained).
 
-    log q(z|x) = -½ ‖L⁻¹(z - μ)‖² - Σ_d log L_dd - (D/2) log 2π.
+    .. math::
+
+        \log q(z \mid x) = -\tfrac{1}{2} \|L^{-1}(z - \mu)\|^2 - \sum_d \log L_{dd}
+        - \tfrac{D}{2} \log 2\pi.
 
     Arguments:
         net: the body; its ``out_features`` sizes the head (a lazy head otherwise).
         latent_dim: size of z.
-        min_scale: σ_min, the floor of L's diagonal.
+        min_scale: :math:`\sigma_{\min}`, the floor of L's diagonal.
     """
 
     def __init__(self, net: nn.Module, latent_dim: int, min_scale: float = 1e-4) -> None:
@@ -198,14 +218,14 @@ class FullCovarianceNormal(Guide):
         return self._distribution(self.head(self.net(x)))
 
     def local_parameters(self, x: torch.Tensor) -> torch.Tensor:
-        """The head's output (μ, ρ, L below the diagonal): ``(B, 2 D + D (D - 1) / 2)``.
+        r"""The head's output (μ, ρ, L below the diagonal): ``(B, 2 D + D (D - 1) / 2)``.
 
-        Every Gaussian whose Cholesky diagonal exceeds σ_min has such parameters.
+        Every Gaussian whose Cholesky diagonal exceeds :math:`\sigma_{\min}` has such parameters.
         """
         return self.head(self.net(x))
 
     def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
-        """N(μ, L Lᵀ) from ``params`` of shape ``(B, 2 D + D (D - 1) / 2)``."""
+        r""":math:`\mathcal{N}(\mu, L L^\top)` from ``params``, ``(B, 2 D + D (D - 1) / 2)``."""
         d = self.latent_dim
         return self._distribution(_check_params(self, params, 2 * d + d * (d - 1) // 2))
 
@@ -307,28 +327,28 @@ class _ConditionalFlowGuide(Guide):
 
 
 class InverseAutoregressiveFlow(_ConditionalFlowGuide):
-    r"""Inverse autoregressive flow q(z|x) (Kingma et al. 2016).
+    r"""Inverse autoregressive flow :math:`q(z \mid x)` (Kingma et al. 2016).
 
     Each step is Pyro's :class:`~pyro.distributions.transforms.ConditionalAffineAutoregressive`
-    in its numerically stable form: with (m, s) = MADE(z_{t-1}, h),
+    in its numerically stable form: with :math:`(m, s) = \mathrm{MADE}(z_{t-1}, h)`,
 
     .. math::
 
         \sigma = \mathrm{sigmoid}(s + 2), \quad z_t = \sigma \odot z_{t-1} + (1 - \sigma) \odot m,
         \quad \log |\det| = \textstyle\sum_d \log \sigma_d,
 
-    where m_d and s_d depend on z_{t-1, <d} only, and the variable order is reversed
-    between steps. Drawing z and its log q is one network pass per step. Evaluating
-    log q at another z (the path gradients of ``stl`` and ``iwae-dreg`` do) inverts
-    the flow, D network passes per step.
+    where :math:`m_d` and :math:`s_d` depend on :math:`z_{t-1, <d}` only, and the variable order
+    is reversed between steps. Drawing z and its :math:`\log q` is one network pass per step.
+    Evaluating :math:`\log q` at another z (the path gradients of ``stl`` and ``iwae-dreg`` do)
+    inverts the flow, D network passes per step.
 
     Arguments:
-        net: the body; its features give μ, σ of z₀ and the context h.
+        net: the body; its features give μ, σ of :math:`z_0` and the context h.
         latent_dim: D.
         num_flows: number of IAF steps T.
         hidden: hidden widths of each step's MADE network (default ``[4 D]``, at least 16).
         context_dim: size of h.
-        min_scale: floor of z₀'s standard deviations.
+        min_scale: floor of :math:`z_0`'s standard deviations.
 
     References:
         1. D. P. Kingma, T. Salimans, R. Jozefowicz, X. Chen, I. Sutskever, M. Welling.
@@ -348,10 +368,11 @@ class InverseAutoregressiveFlow(_ConditionalFlowGuide):
 
 
 class AffineCouplingFlow(_ConditionalFlowGuide):
-    r"""Affine coupling (Real NVP, Dinh et al. 2017) flow q(z|x).
+    r"""Affine coupling (Real NVP, Dinh et al. 2017) flow :math:`q(z \mid x)`.
 
     Each step is Pyro's :class:`~pyro.distributions.transforms.ConditionalAffineCoupling`:
-    with z split into halves (a, b) of sizes ⌊D/2⌋ and ⌈D/2⌉ and (m, log s) = NN(a, h),
+    with z split into halves (a, b) of sizes :math:`\lfloor D/2 \rfloor` and
+    :math:`\lceil D/2 \rceil` and :math:`(m, \log s) = \mathrm{NN}(a, h)`,
 
     .. math::
 
@@ -359,15 +380,15 @@ class AffineCouplingFlow(_ConditionalFlowGuide):
 
     and the order of z is reversed between steps, so each half is transformed in
     turn. Unlike IAF, both directions are one network pass, so ``stl`` and
-    ``iwae-dreg`` cost no more than with a Gaussian guide. Needs D ≥ 2.
+    ``iwae-dreg`` cost no more than with a Gaussian guide. Needs :math:`D \ge 2`.
 
     Arguments:
-        net: the body; its features give μ, σ of z₀ and the context h.
+        net: the body; its features give μ, σ of :math:`z_0` and the context h.
         latent_dim: D.
         num_flows: number of coupling steps.
         hidden: hidden widths of each step's network (default ``[4 D]``, at least 16).
         context_dim: size of h.
-        min_scale: floor of z₀'s standard deviations.
+        min_scale: floor of :math:`z_0`'s standard deviations.
 
     References:
         1. L. Dinh, J. Sohl-Dickstein, S. Bengio. Density estimation using Real NVP. ICLR 2017.

@@ -1,4 +1,4 @@
-"""Likelihoods (decoders) p_θ(x|z): a distribution head over a network.
+r"""Likelihoods (decoders) :math:`p_\theta(x \mid z)`: a distribution head over a network.
 
 A likelihood is an ``nn.Module`` whose ``forward(z)`` maps latents of shape
 ``(*batch, latent_dim)`` (batch may include leading particle dimensions) to a
@@ -6,7 +6,7 @@ distribution over x with ``batch_shape == batch`` and ``event_shape`` equal to
 the trailing shape of the network's output, the data's event shape. Each head
 declares its ``support``, so data can be checked before training.
 
-:meth:`Likelihood.log_prob` gives log p(x|z) summed over the event without
+:meth:`Likelihood.log_prob` gives :math:`\log p(x \mid z)` summed over the event without
 building a distribution; heads override it with the same formula written
 directly (the fused training path of :mod:`pyro_vae.infer._fused` uses it).
 """
@@ -104,7 +104,7 @@ class Likelihood(nn.Module, ABC):
         return params
 
     def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) summed over the event dimensions.
+        r""":math:`\log p(x \mid z)` summed over the event dimensions.
 
         Arguments:
             x: data ``(B, *event_shape)``, broadcast against z's batch.
@@ -118,7 +118,7 @@ class Likelihood(nn.Module, ABC):
 
 
 class Bernoulli(Likelihood):
-    r"""Bernoulli pixels with logits from the network, for binary data x ∈ {0, 1}.
+    r"""Bernoulli pixels with logits from the network, for binary data :math:`x \in \{0, 1\}`.
 
     .. math:: \log p(x \mid z) = \sum_i \left[ x_i \ell_i - \log(1 + e^{\ell_i}) \right],
         \qquad \ell = \mathrm{net}(z),
@@ -155,7 +155,7 @@ class Bernoulli(Likelihood):
 
 
 class ContinuousBernoulli(Likelihood):
-    r"""Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) for intensities x ∈ [0, 1].
+    r"""Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) for intensities :math:`x \in [0, 1]`.
 
     .. math::
 
@@ -222,7 +222,9 @@ class _ScaledLikelihood(Likelihood):
 
 
 class Gaussian(_ScaledLikelihood):
-    r"""Gaussian pixels x_i ~ N(μ_i(z), σ²) with mean from the network, for real-valued data.
+    r"""Gaussian pixels with mean from the network, for real-valued data:
+
+    .. math:: x_i \sim \mathcal{N}(\mu_i(z), \sigma^2),
 
     .. math::
 
@@ -232,7 +234,8 @@ class Gaussian(_ScaledLikelihood):
     Arguments:
         net: maps z to the mean μ.
         scale: σ, the standard deviation shared by all pixels (its initial value when learned).
-        learn_scale: learn σ as one parameter, σ = softplus(ρ) + min_scale.
+        learn_scale: learn σ as one parameter,
+            :math:`\sigma = \operatorname{softplus}(\rho) + \mathtt{min\_scale}`.
         min_scale: floor of a learned σ, which keeps the density bounded on constant pixels.
     """
 
@@ -251,7 +254,9 @@ class Gaussian(_ScaledLikelihood):
 
 
 class Laplace(_ScaledLikelihood):
-    r"""Laplace pixels x_i ~ Laplace(μ_i(z), b) with location from the network, for real data.
+    r"""Laplace pixels with location from the network, for real data:
+
+    .. math:: x_i \sim \operatorname{Laplace}(\mu_i(z), b),
 
     .. math::
 
@@ -263,8 +268,9 @@ class Laplace(_ScaledLikelihood):
     Arguments:
         net: maps z to the location μ.
         scale: b, the scale shared by all pixels (its initial value when learned); the standard
-            deviation is √2 b.
-        learn_scale: learn b as one parameter, b = softplus(ρ) + min_scale.
+            deviation is :math:`\sqrt{2}\, b`.
+        learn_scale: learn b as one parameter,
+            :math:`b = \operatorname{softplus}(\rho) + \mathtt{min\_scale}`.
         min_scale: floor of a learned b, which keeps the density bounded on constant pixels.
     """
 
@@ -283,24 +289,30 @@ class Laplace(_ScaledLikelihood):
 
 
 class DiscretizedLogistic(_ScaledLikelihood):
-    """Discretised logistic pixels for quantised intensities on the grid {0, 1/(n-1), ..., 1}.
+    r"""Discretised logistic pixels for quantised intensities on the grid {0, 1/(n-1), ..., 1}.
 
-    x_i = round((n-1) clamp(y_i, 0, 1)) / (n-1) with y_i ~ Logistic(μ_i(z), s). With the half
-    bin h = 1/(2(n-1)),
+    :math:`x_i = \operatorname{round}((n-1) \operatorname{clamp}(y_i, 0, 1)) / (n-1)` with
+    :math:`y_i \sim \operatorname{Logistic}(\mu_i(z), s)`. With the half bin
+    :math:`h = 1/(2(n-1))`,
 
-        log p(x|z) = Σ_i log P(x_i),   P(x) = σ((x + h - μ)/s) - σ((x - h - μ)/s),
+    .. math::
 
-    with the edge bins taking the tails: P(0) = σ((h - μ)/s), P(1) = 1 - σ((1 - h - μ)/s).
-    It is a probability (log p ≤ 0), so unlike a density on [0, 1] it cannot grow without bound
-    on constant pixels, and it is computed stably in log space for any μ and s.
+        \log p(x \mid z) = \sum_i \log P(x_i), \qquad
+        P(x) = \sigma\left(\frac{x + h - \mu}{s}\right) - \sigma\left(\frac{x - h - \mu}{s}\right),
+
+    with the edge bins taking the tails: :math:`P(0) = \sigma((h - \mu)/s)`,
+    :math:`P(1) = 1 - \sigma((1 - h - \mu)/s)`. It is a probability (:math:`\log p \le 0`), so
+    unlike a density on [0, 1] it cannot grow without bound on constant pixels, and it is
+    computed stably in log space for any μ and s.
 
     Arguments:
         net: maps z to the location μ (unconstrained; data lie in [0, 1]).
-        num_bins: n ≥ 2, the number of grey levels: 256 for 8-bit images scaled by 1/255,
-            17 for the scikit-learn digits (0-16) scaled by 1/16, 2 for binary data.
+        num_bins: :math:`n \ge 2`, the number of grey levels: 256 for 8-bit images scaled by
+            1/255, 17 for the scikit-learn digits (0-16) scaled by 1/16, 2 for binary data.
         scale: s, the logistic scale shared by all pixels, in data units (its initial value
-            when learned); the standard deviation of the logistic is π s / √3.
-        learn_scale: learn s as one parameter, s = softplus(ρ) + min_scale.
+            when learned); the standard deviation of the logistic is :math:`\pi s / \sqrt{3}`.
+        learn_scale: learn s as one parameter,
+            :math:`s = \operatorname{softplus}(\rho) + \mathtt{min\_scale}`.
         min_scale: floor of a learned s.
 
     References:

@@ -41,12 +41,16 @@ __all__ = ["LinearGaussian", "ExactPosterior"]
 
 
 class LinearGaussian:
-    """Parameters and closed forms of z ~ N(0, I_d), x | z ~ N(W z + b, σ² I_D).
+    r"""Parameters and closed forms of the linear-Gaussian model:
+
+    .. math::
+
+        z \sim \mathcal{N}(0, I_d), \qquad x \mid z \sim \mathcal{N}(W z + b, \sigma^2 I_D).
 
     Arguments:
         weight: W of shape ``(D, d)``.
         bias: b of shape ``(D,)``.
-        noise_scale: σ > 0.
+        noise_scale: :math:`\sigma > 0`.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, noise_scale: float) -> None:
@@ -77,24 +81,26 @@ class LinearGaussian:
 
     @property
     def data_dim(self) -> int:
+        """D, the size of x."""
         return self.weight.shape[0]
 
     @property
     def latent_dim(self) -> int:
+        """d, the size of z."""
         return self.weight.shape[1]
 
     def marginal(self) -> dist.MultivariateNormal:
-        """p(x) = N(b, W Wᵀ + σ² I)."""
+        r""":math:`p(x) = \mathcal{N}(b, W W^\top + \sigma^2 I)`."""
         cov = self.weight @ self.weight.T
         cov = cov + self.noise_scale**2 * torch.eye(self.data_dim, dtype=cov.dtype)
         return dist.MultivariateNormal(self.bias, covariance_matrix=cov)
 
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x) for ``x`` of shape ``(N, D)``: ``(N,)``."""
+        r""":math:`\log p(x)` for ``x`` of shape ``(N, D)``: ``(N,)``."""
         return self.marginal().log_prob(x)
 
     def posterior(self, x: torch.Tensor) -> dist.MultivariateNormal:
-        """p(z | x) with batch shape ``(N,)`` and event shape ``(d,)``."""
+        r""":math:`p(z \mid x)` with batch shape ``(N,)`` and event shape ``(d,)``."""
         w = self.weight
         m = w.T @ w + self.noise_scale**2 * torch.eye(self.latent_dim, dtype=w.dtype)
         mean = torch.linalg.solve(m, w.T @ (x - self.bias).T).T
@@ -103,14 +109,17 @@ class LinearGaussian:
         )
 
     def sample(self, num: int, *, seed: int = 0) -> torch.Tensor:
-        """Draws ``num`` examples x ~ p(x): ``(num, D)``."""
+        r"""Draws ``num`` examples :math:`x \sim p(x)`: ``(num, D)``."""
         g = torch.Generator().manual_seed(seed)
         z = torch.randn(num, self.latent_dim, generator=g, dtype=self.weight.dtype)
         noise = torch.randn(num, self.data_dim, generator=g, dtype=self.weight.dtype)
         return z @ self.weight.T + self.bias + self.noise_scale * noise
 
     def kl_to_posterior(self, q: dist.Distribution, x: torch.Tensor) -> torch.Tensor:
-        """KL(q(z|x) ‖ p(z|x)) for a Gaussian q with batch shape ``(N,)``: ``(N,)``."""
+        r""":math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z \mid x))` for a Gaussian q: ``(N,)``.
+
+        q has batch shape ``(N,)``.
+        """
         if isinstance(q, dist.Independent) and isinstance(q.base_dist, dist.Normal):
             q = dist.MultivariateNormal(
                 q.base_dist.loc, scale_tril=torch.diag_embed(q.base_dist.scale)
@@ -132,7 +141,10 @@ class LinearGaussian:
 
 
 class ExactPosterior(Guide):
-    """The guide q(z|x) = p(z|x) of a :class:`LinearGaussian` model (fixed, no parameters)."""
+    r"""The guide :math:`q(z \mid x) = p(z \mid x)` of a :class:`LinearGaussian` model.
+
+    Fixed, no parameters.
+    """
 
     def __init__(self, model: LinearGaussian) -> None:
         super().__init__(nn.Identity(), model.latent_dim)

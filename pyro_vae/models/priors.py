@@ -1,12 +1,12 @@
-"""Priors p(z) over the latent code.
+r"""Priors :math:`p(z)` over the latent code.
 
 A prior is an ``nn.Module`` whose ``forward()`` takes no input and returns a
 distribution with ``event_shape == (latent_dim,)`` and empty batch shape; the
 model's ``plate("data")`` broadcasts it over the mini-batch. Parameters and
 buffers live on the module, so the prior follows ``.to(device)``.
 
-:meth:`Prior.log_prob` and :meth:`Prior.kl_from` give log p(z) and the closed-form
-KL(q ‖ p) as tensors; a prior may override them with the formula written
+:meth:`Prior.log_prob` and :meth:`Prior.kl_from` give :math:`\log p(z)` and the closed-form
+:math:`\mathrm{KL}(q \,\|\, p)` as tensors; a prior may override them with the formula written
 directly (the fused training path of :mod:`pyro_vae.infer._fused` uses them).
 """
 
@@ -53,7 +53,7 @@ __all__ = [
 
 
 class StandardNormal(Prior):
-    r"""The isotropic Gaussian prior p(z) = N(z; 0, I).
+    r"""The isotropic Gaussian prior :math:`p(z) = \mathcal{N}(z; 0, I)`.
 
     .. math:: \log p(z) = -\tfrac{1}{2} \sum_d z_d^2 - \tfrac{D}{2} \log 2\pi.
 
@@ -75,9 +75,15 @@ class StandardNormal(Prior):
         return -0.5 * z.pow(2).sum(-1) - self.latent_dim * HALF_LOG_2PI
 
     def kl_from(self, q: dist.TorchDistribution) -> torch.Tensor:
-        """KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_d (μ_d² + σ_d² - 1) - Σ_d log σ_d.
+        r"""The KL in closed form:
 
-        A full-covariance q = N(μ, LLᵀ) gives ½ (tr LLᵀ + μᵀμ - D) - Σ_d log L_dd.
+        .. math::
+
+            \mathrm{KL}(\mathcal{N}(\mu, \operatorname{diag} \sigma^2) \,\|\, \mathcal{N}(0, I))
+            = \tfrac{1}{2} \sum_d (\mu_d^2 + \sigma_d^2 - 1) - \sum_d \log \sigma_d.
+
+        A full-covariance :math:`q = \mathcal{N}(\mu, L L^\top)` gives
+        :math:`\tfrac{1}{2} (\operatorname{tr} L L^\top + \mu^\top \mu - D) - \sum_d \log L_{dd}`.
         """
         base = diagonal_normal(check_event_shape("q", q, (self.latent_dim,)))
         if base is None:
@@ -98,7 +104,9 @@ def _scale_parameter(shape: tuple[int, ...], init_scale: float, min_scale: float
 
 
 class LearnedNormal(Prior):
-    r"""A learned diagonal Gaussian p(z) = N(z; m, diag s²), s = softplus(ρ) + s_min.
+    r"""A learned diagonal Gaussian :math:`p(z) = \mathcal{N}(z; m, \operatorname{diag} s^2)`.
+
+    With :math:`s = \operatorname{softplus}(\rho) + s_{\min}`,
 
     .. math::
 
@@ -109,8 +117,9 @@ class LearnedNormal(Prior):
 
     Arguments:
         latent_dim: D.
-        init_scale: s at initialisation (m starts at 0, so the prior starts as N(0, I)).
-        min_scale: s_min, the floor of s.
+        init_scale: s at initialisation (m starts at 0, so the prior starts as
+            :math:`\mathcal{N}(0, I)`).
+        min_scale: :math:`s_{\min}`, the floor of s.
     """
 
     def __init__(self, latent_dim: int, init_scale: float = 1.0, min_scale: float = 1e-3) -> None:
@@ -139,7 +148,12 @@ class LearnedNormal(Prior):
 
 
 class MixtureOfGaussians(Prior):
-    r"""A learned mixture p(z) = Σ_c π_c N(z; μ_c, diag σ_c²), π = softmax(a).
+    r"""A learned mixture of Gaussians:
+
+    .. math::
+
+        p(z) = \sum_c \pi_c \mathcal{N}(z; \mu_c, \operatorname{diag} \sigma_c^2), \qquad
+        \pi = \operatorname{softmax}(a),
 
     .. math::
 
@@ -152,8 +166,8 @@ class MixtureOfGaussians(Prior):
     Arguments:
         latent_dim: D.
         num_components: C.
-        init_spread: the means start as independent N(0, init_spread²) draws (torch's
-            global generator), which breaks the symmetry between components.
+        init_spread: the means start as independent :math:`\mathcal{N}(0, \mathtt{init\_spread}^2)`
+            draws (torch's global generator), which breaks the symmetry between components.
         init_scale: σ at initialisation.
         min_scale: the floor of σ.
     """
@@ -178,6 +192,7 @@ class MixtureOfGaussians(Prior):
 
     @property
     def num_components(self) -> int:
+        """C, the number of mixture components."""
         return self.logits.shape[0]
 
     def forward(self) -> dist.TorchDistribution:
@@ -195,26 +210,28 @@ def _alternating(latent_dim: int, step: int) -> torch.Tensor:
 
 
 class FlowPrior(Prior):
-    r"""A normalizing flow on a standard normal: z = f(ε), ε ~ N(0, I).
+    r"""A normalizing flow on a standard normal: :math:`z = f(\epsilon)`.
 
     .. math::
 
+        \epsilon \sim \mathcal{N}(0, I), \qquad
         \log p(z) = \log \mathcal{N}(f^{-1}(z); 0, I)
         + \log \left|\det \frac{\partial f^{-1}}{\partial z}\right|
 
-    By default f⁻¹ is a masked autoregressive flow (Papamakarios et al. 2017):
+    By default :math:`f^{-1}` is a masked autoregressive flow (Papamakarios et al. 2017):
     ``num_flows`` steps of Pyro's :class:`~pyro.distributions.transforms.AffineAutoregressive`
-    used in their inverse direction, each ε_d = (z_d - μ_d(z_<d)) exp(-log σ_d(z_<d)),
-    with the variable order reversed between steps. Evaluating log p(z), which training
-    does, is one network pass per step; drawing from the prior takes D passes per step.
+    used in their inverse direction, each
+    :math:`\epsilon_d = (z_d - \mu_d(z_{<d})) \exp(-\log \sigma_d(z_{<d}))`, with the variable
+    order reversed between steps. Evaluating :math:`\log p(z)`, which training does, is one
+    network pass per step; drawing from the prior takes D passes per step.
 
     Arguments:
         latent_dim: D.
         num_flows: number of autoregressive steps.
         hidden: hidden widths of each step's MADE network (default ``[4 D]``, at least 16).
         transforms: instead of the default, any ``pyro.distributions.transforms``
-            ``TransformModule`` objects, in sampling order: z = t_n(… t_1(ε)). Their parameters
-            are learned; their inverse must be computable for log p(z).
+            ``TransformModule`` objects, in sampling order: :math:`z = t_n(\dots t_1(\epsilon))`.
+            Their parameters are learned; their inverse must be computable for :math:`\log p(z)`.
 
     References:
         1. G. Papamakarios, T. Pavlakou, I. Murray. Masked autoregressive flow for

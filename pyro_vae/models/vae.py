@@ -38,13 +38,13 @@ __all__ = ["VAE", "HierarchicalVAE"]
 
 
 class VAE(PyroModule):
-    """A variational autoencoder built from three swappable parts.
+    r"""A variational autoencoder built from three swappable parts.
 
     Arguments:
-        prior: p(z), a :class:`~pyro_vae.priors.Prior`.
-        likelihood: p_θ(x|z), a :class:`~pyro_vae.likelihoods.Likelihood`.
-        guide: q_φ(z|x), a :class:`~pyro_vae.guides.Guide`; stored as ``self.encoder``
-            because ``self.guide`` is the Pyro guide function.
+        prior: :math:`p(z)`, a :class:`~pyro_vae.priors.Prior`.
+        likelihood: :math:`p_\theta(x \mid z)`, a :class:`~pyro_vae.likelihoods.Likelihood`.
+        guide: :math:`q_\phi(z \mid x)`, a :class:`~pyro_vae.guides.Guide`; stored as
+            ``self.encoder`` because ``self.guide`` is the Pyro guide function.
         name: prefix of this model's parameters in Pyro's param store.
 
     Parts can be swapped after construction (``vae.prior = OtherPrior(...)``);
@@ -76,6 +76,7 @@ class VAE(PyroModule):
 
     @property
     def latent_dim(self) -> int:
+        """Size D of z, the prior's."""
         return self.prior.latent_dim
 
     def _register_params(self, *parts: str) -> None:
@@ -135,32 +136,41 @@ class VAE(PyroModule):
     _guide_parts: tuple[str, ...] = ("encoder",)
 
     def model(self, x: torch.Tensor) -> None:
-        """The generative model p(z) p_θ(x|z) over a batch ``x`` of shape ``(B, *event)``."""
+        r"""The generative model over a batch ``x`` of shape ``(B, *event)``:
+
+        .. math:: p(z)\, p_\theta(x \mid z).
+        """
         self._register_params("prior", "likelihood")
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", self.prior())
             pyro.sample("x", self.likelihood(z), obs=x)
 
     def guide(self, x: torch.Tensor) -> None:
-        """The amortised guide q_φ(z|x) over a batch ``x`` of shape ``(B, *event)``."""
+        r"""The amortised guide over a batch ``x`` of shape ``(B, *event)``:
+
+        .. math:: q_\phi(z \mid x).
+        """
         self._register_params("encoder")
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", self.encoder(x))
 
     def encode(self, x: torch.Tensor) -> dist.TorchDistribution:
-        """q_φ(z|x) for data ``x`` of shape ``(B, *event_shape)``, the VAE's dtype and device.
+        r""":math:`q_\phi(z \mid x)` for data ``x`` of shape ``(B, *event_shape)``.
 
-        Returns a distribution of batch shape ``(B,)`` and event shape ``(latent_dim,)``.
+        ``x`` has the VAE's dtype and device. Returns a distribution of batch shape ``(B,)``
+        and event shape ``(latent_dim,)``.
         """
         return self.encoder(check_vae_data(self, x, "x", support=False))
 
     def decode(self, z: torch.Tensor) -> dist.TorchDistribution:
-        """p_θ(x|z) for finite latents ``z`` of shape ``(*batch, latent_dim)``."""
+        r""":math:`p_\theta(x \mid z)` for finite latents ``z``, ``(*batch, latent_dim)``."""
         return self.likelihood(check_latents("z", z, self.latent_dim))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """E[x | z = E_q[z|x]]: the decoder's mean at the posterior mean, shape of ``x``.
+        r"""The decoder's mean at the posterior mean, shape of ``x``:
+
+        .. math:: \mathbb{E}[x \mid z = \mathbb{E}_q[z \mid x]].
 
         For a flow guide, whose mean has no closed form, z is :func:`~pyro_vae.guides.location`.
         """
@@ -174,7 +184,9 @@ class VAE(PyroModule):
 
     @torch.no_grad()
     def sample(self, num_samples: int, *, mean: bool = True) -> torch.Tensor:
-        """Draws ``z`` from the model and returns E[x|z] (``mean=True``) or ``x ~ p(x|z)``.
+        r"""Draws ``z`` from the model and returns :math:`\mathbb{E}[x \mid z]` or ``x ~ p(x|z)``.
+
+        ``mean=True`` gives the first, ``mean=False`` the second.
 
         Returns:
             a tensor of shape ``(num_samples, *event_shape)``.
@@ -253,14 +265,14 @@ class HierarchicalVAE(VAE):
 
     A conditional layer is any :class:`~pyro_vae.guides.Guide`: a module mapping its
     input (the layer above, or x) to a distribution over its layer, such as
-    ``DiagonalNormal(MLP(50, [100, 100]), latent_dim=100)`` for p(z_1 | z_2).
+    ``DiagonalNormal(MLP(50, [100, 100]), latent_dim=100)`` for :math:`p(z_1 \mid z_2)`.
     :meth:`mlp` builds the whole stack from widths, including the IWAE paper's
     two-layer model.
 
     Arguments:
-        prior: p(z_L), any :class:`~pyro_vae.priors.Prior`.
+        prior: :math:`p(z_L)`, any :class:`~pyro_vae.priors.Prior`.
         conditionals: ``[p(z_1|z_2), …, p(z_{L-1}|z_L)]``, bottom-up (L - 1 layers).
-        likelihood: p_θ(x | z_1).
+        likelihood: :math:`p_\theta(x \mid z_1)`.
         guides: ``[q(z_1|x), q(z_2|z_1), …, q(z_L|z_{L-1})]`` (L layers); the first is
             ``self.encoder``, so :meth:`~VAE.encode` and :meth:`~VAE.reconstruct` go through z_1.
         name: prefix of this model's parameters in Pyro's param store.
@@ -316,10 +328,10 @@ class HierarchicalVAE(VAE):
         activation: Callable[[], nn.Module] = nn.Tanh,
         name: str = "hvae",
     ) -> HierarchicalVAE:
-        """A stack of MLP layers with diagonal-Gaussian conditionals and a standard normal top.
+        r"""A stack of MLP layers with diagonal-Gaussian conditionals and a standard normal top.
 
-        ``layers[l] = (hidden, d)`` gives layer l + 1: q(z_{l+1} | ·) maps its input through
-        MLP ``hidden`` to d latents, and the matching generative layer mirrors it
+        ``layers[l] = (hidden, d)`` gives layer l + 1: :math:`q(z_{l+1} \mid \cdot)` maps its
+        input through MLP ``hidden`` to d latents, and the matching generative layer mirrors it
         (``hidden`` reversed). The IWAE paper's two-layer model (Burda et al. 2016) is::
 
             HierarchicalVAE.mlp(784, [([200, 200], 100), ([100, 100], 50)])
@@ -353,7 +365,10 @@ class HierarchicalVAE(VAE):
         return self.encoder.latent_dim
 
     def model(self, x: torch.Tensor) -> None:
-        """p(z_L) ∏ p(z_{l-1}|z_l) p(x|z_1) over a batch ``x`` of shape ``(B, *event)``."""
+        r"""The model over a batch ``x`` of shape ``(B, *event)``:
+
+        .. math:: p(z_L) \prod_l p(z_{l-1} \mid z_l)\, p(x \mid z_1).
+        """
         self._register_params("prior", "conditionals", "likelihood")
         top = len(self.conditionals) + 1
         with pyro.plate("data", x.shape[0]):
@@ -363,7 +378,10 @@ class HierarchicalVAE(VAE):
             pyro.sample("x", self.likelihood(z), obs=x)
 
     def guide(self, x: torch.Tensor) -> None:
-        """q(z_1|x) ∏ q(z_l|z_{l-1}) over a batch ``x`` of shape ``(B, *event)``."""
+        r"""The guide over a batch ``x`` of shape ``(B, *event)``:
+
+        .. math:: q(z_1 \mid x) \prod_l q(z_l \mid z_{l-1}).
+        """
         self._register_params("encoder", "upper_guides")
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z1", self.encoder(x))

@@ -121,11 +121,12 @@ def fit(
         overwrite: start afresh in an ``out`` that already holds a run.
         max_rollbacks: with ``on_nonfinite="rollback"``, rollbacks in a row, without
             a checkpoint in between, before it gives up and raises.
-        test, test_every: test data and a period: the test log-likelihood
-            (:func:`pyro_vae.evaluate.log_likelihood`, K = ``test_samples``) goes into
-            the log's ``test_log_likelihood`` column after every ``test_every``-th
-            epoch and the last one, an anytime curve. It draws from its own seeded
-            generator, so training is the same with or without it.
+        test: test data ``(N, *event_shape)`` for an anytime curve: their
+            log-likelihood (:func:`pyro_vae.evaluate.log_likelihood`, K =
+            ``test_samples``) goes into the log's ``test_log_likelihood`` column after
+            every ``test_every``-th epoch and the last one. It draws from its own
+            seeded generator, so training is the same with or without it.
+        test_every: the period of the anytime curve, in epochs (given with ``test``).
         test_samples: K of the anytime test log-likelihood.
         max_minutes: a wall-clock budget: after the first epoch that ends past it,
             the run saves its checkpoint and stops (``History.out_of_time``); resume
