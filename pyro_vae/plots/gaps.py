@@ -35,13 +35,15 @@ _MAX_EXAMPLES = 8
 def save_inference_gaps(
     gaps: InferenceGaps | Mapping[str, InferenceGaps], path: str | os.PathLike
 ) -> Path:
-    """The approximation and amortisation gaps of one guide or several, in nats.
+    r"""The approximation and amortisation gaps of one guide or several, in nats.
 
-    Left: per guide, a bar of the mean approximation gap log p(x) - ELBO[q*] with the
-    mean amortisation gap ELBO[q*] - ELBO[q_φ] stacked on it, so the bar's height is the
-    mean inference gap KL(q_φ(z|x) ‖ p(z|x)); error bars are standard errors over the
-    examples. Right: every example as a point (approximation gap, amortisation gap);
-    points above the diagonal lose more to amortisation than to the family.
+    Left: per guide, a bar of the mean approximation gap
+    :math:`\log p(x) - \mathrm{ELBO}[q^*]` with the mean amortisation gap
+    :math:`\mathrm{ELBO}[q^*] - \mathrm{ELBO}[q_\phi]` stacked on it, so the bar's height is
+    the mean inference gap :math:`\mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z \mid x))`; error bars
+    are standard errors over the examples. Right: every example as a point (approximation
+    gap, amortisation gap); points above the diagonal lose more to amortisation than to the
+    family.
 
     Arguments:
         gaps: an :class:`~pyro_vae.gaps.InferenceGaps`, or label -> InferenceGaps to compare

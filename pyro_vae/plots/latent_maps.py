@@ -86,7 +86,7 @@ def save_latent_map(
     methods: Sequence[str] = ("pca", "tsne"),
     seed: int = 0,
 ) -> Path:
-    """The codes E_q[z|x_n] (:func:`~pyro_vae.latent.codes`) as points coloured by label.
+    r"""The codes :math:`\mathbb{E}_q[z \mid x_n]` (:func:`~pyro_vae.latent.codes`) by label.
 
     One panel per method of :func:`~pyro_vae.latent.embed`: ``"pca"`` (its axes give
     the share of variance they explain) or ``"tsne"``. With ``latent_dim == 2`` the
@@ -168,15 +168,17 @@ def save_aggregate_posterior(
     dims: Sequence[int] | None = None,
     seed: int = 0,
 ) -> Path:
-    """Histograms of the aggregate posterior q(z) = (1/N) Σ_n q(z|x_n) against the prior.
+    r"""Histograms of the aggregate posterior against the prior, one panel per latent unit.
 
-    One panel per latent unit u: the histogram of z_u over draws from q(z)
+    The aggregate posterior is :math:`q(z) = \frac{1}{N} \sum_n q(z \mid x_n)`. Panel u
+    shows the histogram of :math:`z_u` over draws from q(z)
     (:func:`~pyro_vae.latent.sample_aggregate_posterior`) with that of draws from p(z)
     over it, so any prior works. Where they differ, the prior puts mass where no code
     goes (samples from there decode to junk) or misses where codes go. The title gives
-    :func:`~pyro_vae.latent.aggregate_kl`'s estimates of KL(q(z) ‖ p(z)) ± its standard
-    error and of I_q(x; z); they add up to the average KL term of the ELBO. Matching
-    marginals are necessary, not sufficient, for q(z) = p(z).
+    :func:`~pyro_vae.latent.aggregate_kl`'s estimates of
+    :math:`\mathrm{KL}(q(z) \,\|\, p(z))` ± its standard error and of :math:`I_q(x; z)`;
+    they add up to the average KL term of the ELBO. Matching marginals are necessary, not
+    sufficient, for q(z) = p(z).
 
     Arguments:
         vae: a :class:`~pyro_vae.VAE` with one latent layer.
@@ -236,11 +238,12 @@ def save_aggregate_posterior(
 def save_unit_diagnostics(
     vae: VAE, x: torch.Tensor, path: str | os.PathLike, *, threshold: float = 0.01
 ) -> Path:
-    """Which latent units carry information: per-unit KL and activity, collapsed units marked.
+    r"""Which latent units carry information: per-unit KL and activity, collapsed units marked.
 
-    Top: the average KL(q(z_u|x) ‖ p(z_u)) per unit (:func:`~pyro_vae.latent.kl_per_dimension`;
-    left blank, with a note, for guides and priors without Normal marginals). Bottom, on a
-    log scale: the activity A_u = Var_x(E_q[z_u|x]) with the threshold (0.01, Burda et al.
+    Top: the average :math:`\mathrm{KL}(q(z_u \mid x) \,\|\, p(z_u))` per unit
+    (:func:`~pyro_vae.latent.kl_per_dimension`; left blank, with a note, for guides and priors
+    without Normal marginals). Bottom, on a log scale: the activity
+    :math:`A_u = \mathrm{Var}_x(\mathbb{E}_q[z_u \mid x])` with the threshold (0.01, Burda et al.
     2016) drawn across. A unit under the threshold is inactive: its posterior mean
     ignores x, its KL is ≈ 0, and the decoder ignores it (posterior collapse). Grey bars
     mark them in both panels; activities of exactly 0 are drawn at the bottom edge. The

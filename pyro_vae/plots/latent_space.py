@@ -55,7 +55,7 @@ __all__ = [
 def save_samples(
     vae: VAE, image_shape: Sequence[int], path: str | os.PathLike, num_samples: int = 64
 ) -> Path:
-    """Draws z ~ p(z) and writes the decoder's means E[x|z] as a grid.
+    r"""Draws :math:`z \sim p(z)`; writes the decoder's means :math:`\mathbb{E}[x \mid z]`, a grid.
 
     ``image_shape`` is ``(C, H, W)`` with C·H·W the VAE's data size; ``path`` ends in an
     image suffix such as ``.png``; ``num_samples`` is at most
@@ -79,7 +79,9 @@ def save_reconstructions(
     path: str | os.PathLike,
     num: int = 16,
 ) -> Path:
-    """Writes inputs (top row) above their reconstructions E[x | z = E_q[z|x]] (bottom row).
+    r"""Writes inputs (top row) above their reconstructions (bottom row),
+    :math:`\mathbb{E}[x \mid z = \mathbb{E}_q[z \mid x]]`.
+
 
     The ``num`` inputs are spread evenly over ``x``, so a data set stored in label
     order still shows every kind of example. ``x`` is data ``(N, *event_shape)`` of the
@@ -106,7 +108,9 @@ def save_priors_and_aggregate_posteriors(
     limit: float = 4.0,
     size: int = 80,
 ) -> Path:
-    """For each 2-D latent VAE, the prior p(z) beside the aggregate posterior q(z) = E_x q(z|x).
+    r"""For each 2-D latent VAE, the prior beside the aggregate posterior:
+    :math:`p(z)` beside :math:`q(z) = \mathbb{E}_x\, q(z \mid x)`.
+
 
     Both densities are drawn on the same grid over [-limit, limit]² (z₁ across, z₂ up)
     with the same colour scale per model, given by the row's colour bar, so a prior
@@ -320,9 +324,10 @@ def save_manifold(
     limit: float = 3.0,
     size: int = 20,
 ) -> Path:
-    """The learned 2-D manifold: E[x|z] decoded on a ``size × size`` grid over [-limit, limit]².
+    r"""The learned 2-D manifold: :math:`\mathbb{E}[x \mid z]` on a ``size × size`` grid of z.
 
-    z₁ runs left to right and z₂ bottom to top. Under a standard-normal prior ±3 covers
+    The grid spans :math:`[-\mathrm{limit}, \mathrm{limit}]^2`; z₁ runs left to right and z₂
+    bottom to top. Under a standard-normal prior ±3 covers
     99.7% of each coordinate's prior mass, so the picture shows every kind of image the
     model generates and how it morphs from one to the next (Kingma & Welling 2014).
 
