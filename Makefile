@@ -43,9 +43,10 @@ format: $(VENV)/.test
 	$(VENV)/bin/ruff format .
 
 # The documentation site, into docs/_build/html: every warning (a broken cross-reference,
-# a docstring that does not parse) fails the build. No network: MathJax is local.
+# a docstring that does not parse) fails the build. No network: MathJax is local. -E reads
+# every source afresh, so a warning is never hidden by an earlier build's saved state.
 docs: $(VENV)/.docs
-	$(VENV)/bin/sphinx-build -q -W --keep-going -n -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -q -E -W --keep-going -n -b html docs docs/_build/html
 
 # The built site as a reader sees it, in headless Chromium (Debian's chromium): the maths
 # typeset, the images there; screenshots into docs/_build/screenshots.

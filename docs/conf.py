@@ -5,6 +5,12 @@ and is copied into the built site, so the pages render their maths without a
 network. Names from torch, Pyro and the standard library render as code: their
 documentation sites cannot be reached when the site is built, so no inventory of
 them is fetched (``nitpick_ignore_regex`` below keeps them from being reported).
+
+The local extensions in ``_ext/``: ``tutorial_gallery`` writes a page per tutorial
+with the figures of its committed full run; ``initials`` keeps "Y. Burda" from
+becoming a lettered list; ``public_names`` fails the build when a public name has
+no entry in the reference. Below, a hook fails it for a public object without a
+docstring.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ extensions = [
     "myst_parser",  # the Markdown pages: README's sections, BENCHMARKS.md, REPRODUCTION.md
     "tutorial_gallery",  # a page per tutorial, with the figures of its committed full run
     "initials",  # "Y. Burda" in a docstring is a name, not a lettered list
+    "public_names",  # every public name has its entry in the reference
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 myst_heading_anchors = 3  # README's links to its own sections (#speed)

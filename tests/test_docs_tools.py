@@ -33,6 +33,7 @@ def _load(relative: str) -> ModuleType:
 check_site = _load("docs/check_site.py")
 initials = _load("docs/_ext/initials.py")
 gallery = _load("docs/_ext/tutorial_gallery.py")
+public_names = _load("docs/_ext/public_names.py")
 
 TYPESET = '<mjx-container class="MathJax"><svg></svg></mjx-container>'
 
@@ -171,3 +172,11 @@ def test_initials_inside_a_paragraph_literal_blocks_and_doctests_are_kept():
     assert escaped[:8] == lines[:8]
     assert escaped[9] == lines[9]
     assert initials.escape_initials(["", "A. Author wrote it."]) == ["", "A\\. Author wrote it."]
+
+
+def test_the_public_names_are_the_package_s_and_its_public_modules():
+    names = set(public_names.public_names())
+    assert {"pyro_vae.fit", "pyro_vae.FitOptions", "pyro_vae.evaluate"} <= names
+    assert {"pyro_vae.evaluate.elbo_forms", "pyro_vae.priors.VampPrior"} <= names
+    assert {"pyro_vae.registry.PRIORS", "pyro_vae.distributed.PeerError"} <= names
+    assert not any(name.split(".")[-1].startswith("_") for name in names)

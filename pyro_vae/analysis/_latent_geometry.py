@@ -18,7 +18,9 @@ from pyro_vae._checks import check_int_at_least, check_latents, check_positive_i
 
 __all__ = ["INTERPOLATIONS", "EMBEDDINGS", "interpolate", "traverse", "pca", "embed"]
 
+#: The paths ``method`` of :func:`interpolate` may name between two codes.
 INTERPOLATIONS = ("linear", "spherical")
+#: The 2-D embeddings ``method`` of :func:`embed` may name.
 EMBEDDINGS = ("pca", "tsne")
 
 

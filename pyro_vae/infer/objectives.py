@@ -60,6 +60,7 @@ _CLASSES: dict[str, type[estimators.ParticleELBO]] = {
     )
 }
 OBJECTIVES: tuple[str, ...] = tuple(_CLASSES)
+#: The objective :func:`pyro_vae.fit` trains with when none is named.
 DEFAULT_OBJECTIVE = "analytic-kl"
 
 # How option values are read from text, and the short names the command line uses.

@@ -61,6 +61,7 @@ class Comparison:
 
     @property
     def labels(self) -> list[str]:
+        """The objectives' labels, one per row, in the order they ran."""
         return [row["objective"] for row in self.rows]
 
     def bound_ks(self) -> list[int]:

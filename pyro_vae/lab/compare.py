@@ -57,6 +57,7 @@ from pyro_vae.train.options import FitOptions
 __all__ = ["Comparison", "compare", "TABLE_COLUMNS", "GRADIENT_COLUMNS"]
 
 GRADIENT_KS = (1, 5, 50)
+#: The objectives :func:`compare` and ``pyro-vae compare`` run when none are named.
 DEFAULT_OBJECTIVES = "elbo,analytic-kl,iwae:k=5,iwae-dreg:k=5"
 
 

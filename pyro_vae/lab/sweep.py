@@ -81,6 +81,7 @@ class Sweep:
 
     @property
     def latent_dims(self) -> list[int]:
+        """The latent sizes, one per row, in the order they were trained."""
         return [row["latent_dim"] for row in self.rows]
 
     def markdown(self) -> str:

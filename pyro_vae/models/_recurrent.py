@@ -14,6 +14,7 @@ from pyro_vae._checks import Activation, check_activation, check_net_input, chec
 
 __all__ = ["CELLS", "RecurrentEncoder", "RecurrentDecoder"]
 
+#: The recurrent cells by name, for the sequence encoder and decoder.
 CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 

@@ -74,7 +74,10 @@ def he_(module: nn.Module) -> nn.Module:
     return module
 
 
-# The names a run's config may give as ``init`` (registry.build_vae); "default": torch's own.
+#: The names a run's config may give as ``init`` (:func:`pyro_vae.registry.build_vae`);
+#: ``default`` is torch's own initialisation.
+#:
+#: :meta hide-value:
 INITS: dict[str, Callable[[nn.Module], nn.Module] | None] = {
     "default": None, "glorot": glorot_, "he": he_,
 }  # fmt: skip

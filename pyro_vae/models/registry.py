@@ -36,11 +36,17 @@ __all__ = [
     "check_run_config",
 ]
 
+#: The network kinds, as ``--net`` and a run's config take them.
 NETS = ("mlp", "conv")
+#: The binarisations, as ``--binarize`` takes them.
 BINARIZE = ("dynamic", "static", "none")
-# "gated": gated linear units (nets.GatedLinear) instead of a nonlinearity after each layer.
+#: The MLPs' activations by name; ``gated``: gated linear units
+#: (:class:`~pyro_vae.nets.GatedLinear`) instead of a nonlinearity after each layer.
+#:
+#: :meta hide-value:
 ACTIVATIONS: dict[str, type[nn.Module] | None] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gated": None}
-# What `train` saves in a run's config, and `evaluate` and `sample` rebuild the model from.
+#: What ``train`` saves in a run's config, and ``evaluate`` and ``sample`` rebuild the
+#: model from.
 RUN_KEYS = (
     "dataset",
     "image_shape",
@@ -78,6 +84,10 @@ def _vamp(config: Config, guide: guides.Guide, latent: int) -> priors.Prior:
         return priors.VampPrior(guide, num_pseudo_inputs=pseudo_inputs)
 
 
+#: Name → builder of the likelihood from a run's config and the decoder network; one line
+#: here makes a new likelihood available to ``--likelihood`` and :func:`~pyro_vae.load_run`.
+#:
+#: :meta hide-value:
 LIKELIHOOD_BUILDERS: dict[str, Callable[[Config, nn.Module], likelihoods.Likelihood]] = {
     "bernoulli": lambda c, net: likelihoods.Bernoulli(net),
     "continuous-bernoulli": lambda c, net: likelihoods.ContinuousBernoulli(net),
@@ -87,12 +97,18 @@ LIKELIHOOD_BUILDERS: dict[str, Callable[[Config, nn.Module], likelihoods.Likelih
         net, num_bins=data.info(c["dataset"]).num_levels, **_scale(c)
     ),
 }
+#: Name → builder of the guide from a run's config, the encoder network and the latent size.
+#:
+#: :meta hide-value:
 GUIDE_BUILDERS: dict[str, Callable[[Config, nn.Module, int], guides.Guide]] = {
     "diagonal-normal": lambda c, net, d: guides.DiagonalNormal(net, d),
     "full-normal": lambda c, net, d: guides.FullCovarianceNormal(net, d),
     "iaf": lambda c, net, d: guides.InverseAutoregressiveFlow(net, d, num_flows=_flows(c)),
     "coupling": lambda c, net, d: guides.AffineCouplingFlow(net, d, num_flows=_flows(c)),
 }
+#: Name → builder of the prior from a run's config, the guide and the latent size.
+#:
+#: :meta hide-value:
 PRIOR_BUILDERS: dict[str, Callable[[Config, guides.Guide, int], priors.Prior]] = {
     "standard-normal": lambda c, guide, d: priors.StandardNormal(d),
     "learned-normal": lambda c, guide, d: priors.LearnedNormal(d),
@@ -102,8 +118,11 @@ PRIOR_BUILDERS: dict[str, Callable[[Config, guides.Guide, int], priors.Prior]] =
     "vamp": _vamp,
     "flow": lambda c, guide, d: priors.FlowPrior(d, num_flows=_flows(c)),
 }
+#: The likelihood names, as ``--likelihood`` and a run's config take them.
 LIKELIHOODS = tuple(LIKELIHOOD_BUILDERS)
+#: The guide names, as ``--guide`` and a run's config take them.
 GUIDES = tuple(GUIDE_BUILDERS)
+#: The prior names, as ``--prior`` and a run's config take them.
 PRIORS = tuple(PRIOR_BUILDERS)
 
 

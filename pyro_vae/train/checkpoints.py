@@ -42,6 +42,8 @@ __all__ = [
     "set_rng_state",
 ]
 
+#: The format tag every checkpoint gets; :func:`load` also reads the older
+#: ``pyro_vae/checkpoint-v1`` (no digest) and refuses any other.
 FORMAT = "pyro_vae/checkpoint-v2"
 _OLDER_FORMATS = ("pyro_vae/checkpoint-v1",)  # no digest
 

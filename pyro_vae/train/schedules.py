@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 __all__ = ["SCHEDULES", "Schedule", "parse"]
 
+#: The learning-rate schedules by name, as :func:`parse` and ``--lr-schedule`` take them.
 SCHEDULES = ("constant", "geometric", "burda2015")
 
 
