@@ -2,9 +2,10 @@
 
 Every asset is local: MathJax comes from the ``sphinx-mathjax-offline`` package
 and is copied into the built site, so the pages render their maths without a
-network. Names from torch, Pyro and the standard library render as code: their
-documentation sites cannot be reached when the site is built, so no inventory of
-them is fetched (``nitpick_ignore_regex`` below keeps them from being reported).
+network. Names from Python, Pyro, PyTorch and NumPy link to their online
+documentation through inventories committed in ``_inventories/`` (written by
+``make_inventories.py``): their sites cannot be reached when the site is built,
+so nothing is fetched.
 
 The local extensions in ``_ext/``: ``tutorial_gallery`` writes a page per tutorial
 with the figures of its committed full run; ``initials`` keeps "Y. Burda" from
@@ -30,6 +31,7 @@ release = version = pyro_vae.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",
     "myst_parser",  # the Markdown pages: README's sections, BENCHMARKS.md, REPRODUCTION.md
@@ -48,24 +50,41 @@ napoleon_custom_sections = [("References", "notes_style")]
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented"  # no second list for a dataclass
 autodoc_member_order = "bysource"
-autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": True}
+autodoc_default_options = {
+    "members": True,
+    "undoc-members": True,
+    "show-inheritance": True,
+    "exclude-members": "extra_repr",  # torch's hook for printing a module, not our API
+}
 
-# Every cross-reference must resolve (make docs builds with -W -n), except names
-# that live outside this site: torch, Pyro, NumPy, matplotlib and the standard
-# library, and pyro_vae's private modules, which the reference does not document.
+# Every cross-reference must resolve (make docs builds with -W -n). Python, Pyro,
+# PyTorch and NumPy names resolve through the inventories below; what is left out:
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|pyro|numpy|np|nn|matplotlib|tqdm|filelock)(\..*)?"),
-    (r"py:.*", r"(collections\.abc|typing|pathlib|os|argparse|contextlib|dataclasses)\..*"),
-    (r"py:.*", r"(abc|datetime|enum)\..*"),
-    (r"py:.*", r"(int|float|str|bool|dict|list|tuple|object|bytes|None|type|callable)"),
-    # torch and Pyro classes that signatures name without their module
-    (r"py:class", r"(Tensor|Module|TransformModule|ExpandedDistribution)"),
+    # libraries without an inventory here, and names that signatures and docstrings give
+    # without their module (``nn.Module``, ``Tensor``) or that Pyro does not document
+    (r"py:.*", r"(matplotlib|tqdm|filelock)(\..*)?"),
+    (r"py:class", r"(nn\.Module|Module|Tensor|TransformModule|ExpandedDistribution)"),
+    # pyro_vae's private modules, which the reference does not document
     (r"py:.*", r"pyro_vae(\.\w+)*\._\w+(\..*)?"),
     # type variables and aliases of signatures, and a protocol the figures accept
     (r"py:class", r"(pyro_vae\.train\.distributed\.T|Activation)"),
     (r"py:class", r"pyro_vae\.plots\.training\.ComparisonResult"),
 ]
+
+# Python, Pyro, PyTorch and NumPy names link to their online documentation through
+# inventories committed in _inventories/ (docs/make_inventories.py writes them): their
+# sites cannot be reached when the site is built, so nothing is downloaded.
+_INVENTORIES = Path(__file__).parent / "_inventories"
+intersphinx_mapping = {
+    name: (url, str(_INVENTORIES / f"{name}.inv"))
+    for name, url in {
+        "python": "https://docs.python.org/3.11/",
+        "pyro": "https://docs.pyro.ai/en/stable/",
+        "torch": "https://docs.pytorch.org/docs/stable/",
+        "numpy": "https://numpy.org/doc/stable/",
+    }.items()
+}
 
 html_theme = "alabaster"
 # Wide enough for the code blocks and the benchmark tables to fit without scrolling.
@@ -74,14 +93,46 @@ html_title = f"pyro_vae {release}"
 exclude_patterns = ["_build"]
 
 
+def _owner(name: str) -> type | None:
+    """The class a method's dotted name belongs to (``pyro_vae.nets.MLP.forward``: MLP)."""
+    import importlib
+
+    parts = name.split(".")[:-1]
+    for cut in range(len(parts), 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for part in parts[cut:]:
+            owner = getattr(owner, part, None)
+        return owner if isinstance(owner, type) else None
+    return None
+
+
+def _outside_docstring(what: str, name: str, obj) -> str | None:
+    """The outside class (torch's, Pyro's) whose docstring a method without its own would
+    show, e.g. ``torch.nn.Module`` for a ``forward`` left undocumented."""
+    if what not in ("method", "property") or getattr(obj, "__doc__", None):
+        return None
+    owner, member = _owner(name), name.rsplit(".", 1)[-1]
+    for base in owner.__mro__[1:] if owner else ():
+        if getattr(base.__dict__.get(member), "__doc__", None):
+            return None if base.__module__.startswith("pyro_vae") else base.__qualname__
+    return None
+
+
 def _require_docstring(app, what, name, obj, options, lines) -> None:
-    """A public function, class, method, property or module without a docstring fails the build."""
+    """A public function, class, method, property or module without a docstring fails the
+    build, as does a method that would show the docstring of torch's or Pyro's method."""
+    from sphinx.util import logging
+
+    log = logging.getLogger(__name__)
     if what in ("function", "class", "method", "property", "module", "exception") and not any(
         line.strip() for line in lines
     ):
-        from sphinx.util import logging
-
-        logging.getLogger(__name__).warning("%s %s has no docstring", what, name)
+        log.warning("%s %s has no docstring", what, name)
+    elif outside := _outside_docstring(what, name, obj):
+        log.warning("%s %s has no docstring of its own (it would show %s's)", what, name, outside)
 
 
 def setup(app) -> None:

@@ -128,15 +128,15 @@ def _is_available(device: torch.device, available: list[str]) -> bool:
 
 
 def check_device(name: str, device: object, *, also: Sequence[str] = ()) -> torch.device:
-    """``device`` as a ``torch.device`` that this machine has, such as ``"cpu"`` or ``"cuda:0"``.
+    """``device`` as a :class:`torch.device` this machine has, such as ``"cpu"`` or ``"cuda:0"``.
 
     Arguments:
         name: the argument's name in messages (``device``, ``--device``).
-        device: a device name or a ``torch.device``.
+        device: a device name or a :class:`torch.device`.
         also: other values the caller accepts (such as ``auto``), listed in messages.
 
     Raises:
-        TypeError: neither a str nor a ``torch.device``.
+        TypeError: neither a str nor a :class:`torch.device`.
         ValueError: not a device name, or a device this machine or this build of torch
             lacks (``mps`` off Apple silicon, ``cuda`` without a GPU, ``xla``); the message
             lists the devices available.

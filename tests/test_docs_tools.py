@@ -12,6 +12,7 @@ import importlib.util
 import json
 import re
 import sys
+import zlib
 from pathlib import Path
 from types import ModuleType
 
@@ -180,3 +181,53 @@ def test_the_public_names_are_the_package_s_and_its_public_modules():
     assert {"pyro_vae.evaluate.elbo_forms", "pyro_vae.priors.VampPrior"} <= names
     assert {"pyro_vae.registry.PRIORS", "pyro_vae.distributed.PeerError"} <= names
     assert not any(name.split(".")[-1].startswith("_") for name in names)
+
+
+inventories = _load("docs/make_inventories.py")
+
+
+def _read_inventory(path: Path) -> dict[str, tuple[str, str]]:
+    """name -> (domain:role, uri) of a Sphinx inventory (version 2), read without Sphinx."""
+    data = path.read_bytes()
+    header_end = 0
+    for _ in range(4):
+        header_end = data.index(b"\n", header_end) + 1
+    assert data[:header_end].startswith(b"# Sphinx inventory version 2\n")
+    entries = {}
+    for line in zlib.decompress(data[header_end:]).decode().splitlines():
+        name, role, _priority, uri, _display = line.split(" ", 4)
+        entries[name] = (role, uri)
+    return entries
+
+
+def test_an_inventory_is_written_in_sphinx_s_format(tmp_path):
+    path = tmp_path / "x.inv"
+    table = {"torch.Tensor": ("class", "tensors.html#torch.Tensor")}
+    inventories.write_inventory(path, "PyTorch", "2.13", table)
+    assert _read_inventory(path) == {"torch.Tensor": ("py:class", "tensors.html#torch.Tensor")}
+
+
+def test_pyro_s_inventory_follows_its_docs_pages_and_public_names(tmp_path):
+    (tmp_path / "inference_algos.rst").write_text(
+        "ELBO\n====\n\n.. automodule:: pyro.infer.elbo\n    :members:\n\n"
+        ".. automodule:: pyro.infer.svi\n    :members:\n"
+    )
+    (tmp_path / "mcmc.rst").write_text(".. include:: mcmc.txt\n")
+    (tmp_path / "mcmc.txt").write_text(".. autoclass:: pyro.infer.mcmc.NUTS\n    :members:\n")
+    entries = inventories.pyro_entries(tmp_path)
+    assert entries["pyro.infer.elbo"] == ("module", "inference_algos.html#module-pyro.infer.elbo")
+    assert entries["pyro.infer.elbo.ELBO"] == ("class", "inference_algos.html#pyro.infer.elbo.ELBO")
+    # the names user code writes point where the documented ones are
+    assert entries["pyro.infer.ELBO"] == entries["pyro.infer.elbo.ELBO"]
+    assert entries["pyro.infer.NUTS"] == ("class", "mcmc.html#pyro.infer.mcmc.NUTS")
+    assert entries["pyro.infer.SVI.step"] == (
+        "method",
+        "inference_algos.html#pyro.infer.svi.SVI.step",
+    )
+
+
+def test_the_committed_inventories_hold_the_names_the_site_links():
+    folder = REPO / "docs" / "_inventories"
+    assert _read_inventory(folder / "python.inv")["pathlib.Path"][0] == "py:class"
+    assert "pyro.infer.SVI" in _read_inventory(folder / "pyro.inv")
+    assert "torch.Tensor" in _read_inventory(folder / "torch.inv")

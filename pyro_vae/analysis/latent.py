@@ -211,7 +211,7 @@ def sample_aggregate_posterior(
         encoder: a guide part (``vae.encoder``).
         x: data ``(N, *event_shape)`` of the encoder's dtype.
         num_samples: M.
-        generator: a CPU ``torch.Generator`` for every draw, which then leaves the global
+        generator: a CPU :class:`torch.Generator` for every draw, which then leaves the global
             random streams untouched; by default the global streams.
 
     Returns:

@@ -19,7 +19,7 @@ gives the traced path's loss and gradients on random inputs.
 The fused path applies only where it cannot change the meaning of the program:
 the functions are a VAE's own ``model`` and ``guide`` (not overridden by a
 subclass), optionally wrapped by :class:`PerExample`, called with the batch
-alone, with no Pyro handler active (inside ``pyro.infer.SVI`` or a user's
+alone, with no Pyro handler active (inside :class:`pyro.infer.SVI` or a user's
 ``poutine`` context the traced path runs), and the guide's distribution has
 batch shape ``(B,)`` and one event dimension.
 """

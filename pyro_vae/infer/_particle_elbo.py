@@ -1,6 +1,6 @@
 """The base of pyro_vae's estimators: K vectorised particles, a KL schedule, one draw per step.
 
-:class:`ParticleELBO` is a ``pyro.infer.ELBO``: it checks the programs once, draws
+:class:`ParticleELBO` is a :class:`pyro.infer.ELBO`: it checks the programs once, draws
 the particles (:meth:`ParticleELBO._draw`: the fused path for a VAE's own programs,
 the traced path for any other) and hands the draw to its subclass's
 :meth:`~ParticleELBO._objective`, the one place each bound and gradient is written

@@ -87,7 +87,7 @@ def _trace_once(
 
 
 def _observed(sites: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The observed sites, without ``pyro.deterministic``'s records (observed only in form)."""
+    """The observed sites, without :func:`pyro.deterministic`'s records (observed only in form)."""
     return [s for s in sites if s["is_observed"] and not s["infer"].get("_deterministic")]
 
 

@@ -1,4 +1,4 @@
-r"""The estimators behind :mod:`pyro_vae.objectives`, as ``pyro.infer.ELBO`` subclasses.
+r"""The estimators behind :mod:`pyro_vae.objectives`, as :class:`pyro.infer.ELBO` subclasses.
 
 Notation, for one example x with K particles :math:`z_k \sim q(z \mid x)` (one extra
 leading plate, vectorised) and a KL weight β (1 unless asked otherwise): the

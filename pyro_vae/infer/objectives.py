@@ -1,4 +1,4 @@
-r"""Training objectives by name: each is a ``pyro.infer.ELBO`` usable in ``pyro.infer.SVI``.
+r"""Training objectives by name, each a :class:`pyro.infer.ELBO` for :class:`pyro.infer.SVI`.
 
 ================== ===================================================================
 name               estimator (:mod:`pyro_vae.estimators`)
@@ -140,7 +140,7 @@ def make(
             and per objective ``alpha`` (``renyi``) or ``bound`` (``stl``).
 
     Returns:
-        a ``pyro.infer.ELBO`` whose loss is the negative bound, in nats.
+        a :class:`pyro.infer.ELBO` whose loss is the negative bound, in nats.
 
     Example:
         >>> make("iwae", num_particles=5).num_particles

@@ -115,11 +115,13 @@ class DiscretizedLogisticDistribution(dist.TorchDistribution):
 
     @property
     def support(self) -> constraints.Constraint:
+        """The grid of ``num_bins`` values in [0, 1]."""
         return UnitGrid(self.num_bins)
 
     def expand(
         self, batch_shape: torch.Size | tuple[int, ...], _instance=None
     ) -> DiscretizedLogisticDistribution:
+        """The same distribution with its parameters broadcast to ``batch_shape``."""
         new = self._get_checked_instance(DiscretizedLogisticDistribution, _instance)
         batch_shape = torch.Size(batch_shape)
         new.num_bins = self.num_bins
@@ -130,11 +132,14 @@ class DiscretizedLogisticDistribution(dist.TorchDistribution):
         return new
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log P(x)` elementwise, for ``value`` on the grid, in log space."""
         if self._validate_args:
             self._validate_sample(value)
         return discretized_logistic_log_prob(value, self.loc, self.scale, self.num_bins)
 
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+        """Grid values of shape ``sample_shape + batch_shape``: a logistic draw by inversion,
+        clamped to [0, 1] and rounded to the grid; not differentiable."""
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
             finfo = torch.finfo(self.loc.dtype)

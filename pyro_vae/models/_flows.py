@@ -1,6 +1,6 @@
 """Pyro's affine autoregressive transform with an inverse that keeps the input's dtype.
 
-``pyro.distributions.transforms.AffineAutoregressive`` inverts z = f(ε) one
+:class:`pyro.distributions.transforms.AffineAutoregressive` inverts z = f(ε) one
 variable at a time, starting from ``torch.zeros(...)`` in the *default* dtype, so
 the inverse of a float64 flow fails inside its network. The inverse is what a
 flow prior's sampling and an IAF guide's log q at a new z (the path gradients of

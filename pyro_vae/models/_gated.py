@@ -29,4 +29,6 @@ class GatedLinear(nn.Module):
         self.gate = nn.Linear(in_features, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`(W x + b) \odot \sigma(V x + c)`, ``(*batch, in_features)`` to
+        ``(*batch, out_features)``."""
         return self.value(x) * torch.sigmoid(self.gate(x))

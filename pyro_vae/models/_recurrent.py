@@ -94,6 +94,8 @@ class RecurrentEncoder(nn.Module):
         self.out_features = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The features of sequences ``x``:
+        ``(*batch, T, in_features) -> (*batch, out_features)``."""
         check_net_input(self, x, None)
         if x.dim() < 2 or x.shape[-1] != self.in_features or x.shape[-2] < 1:
             raise ValueError(
@@ -174,6 +176,8 @@ class RecurrentDecoder(nn.Module):
         self.out_features = out_features
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw parameters of a sequence from ``z``:
+        ``(*batch, in_features) -> (*batch, seq_len, out_features)``."""
         if check_net_input(self, z, None).dim() < 1 or z.shape[-1] != self.in_features:
             raise ValueError(
                 f"RecurrentDecoder expects inputs of shape (*batch, {self.in_features}), "

@@ -72,6 +72,8 @@ class Likelihood(nn.Module, ABC):
         """Elementwise distribution of x given the network output, same shape as ``params``."""
 
     def forward(self, z: torch.Tensor) -> dist.TorchDistribution:
+        r"""The distribution :math:`p_\theta(x \mid z)`: batch shape z's ``(*batch,)``, event
+        shape the data's."""
         params = self._params(z)
         return self.distribution(params).to_event(params.dim() - (z.dim() - 1))
 

@@ -93,6 +93,7 @@ class MLP(nn.Module):
         self.out_features = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The features of ``x``: ``(*batch, in_features) -> (*batch, out_features)``."""
         return self.layers(check_net_input(self, x, self.in_features))
 
 
@@ -151,6 +152,8 @@ class ConvEncoder(nn.Module):
         self.out_features = out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The features of images ``x``, flat ``(*batch, C*H*W)`` or ``(*batch, C, H, W)``:
+        ``(*batch, out_features)``."""
         if check_net_input(self, x, None).shape[-3:] == self.image_shape:
             batch = x.shape[:-3]
         elif x.shape[-1] == self.in_features:
@@ -219,6 +222,8 @@ class ConvDecoder(nn.Module):
         self.out_features = math.prod(self.image_shape)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Flat images of raw parameters from ``z``:
+        ``(*batch, in_features) -> (*batch, C*H*W)``."""
         batch = check_net_input(self, z, self.in_features).shape[:-1]
         h = self.fc(z.reshape(-1, z.shape[-1])).reshape(-1, *self._start)
         return self.deconvs(h).reshape(*batch, self.out_features)

@@ -9,8 +9,8 @@ Guide::
 
     z_b ~ q_φ(z | x_b)    (site "z")
 
-``model(x)`` and ``guide(x)`` are ordinary Pyro functions, so ``pyro.infer.SVI``
-and every ``pyro.infer.ELBO`` work on them. The sites carry no mini-batch scale:
+``model(x)`` and ``guide(x)`` are ordinary Pyro functions, so :class:`pyro.infer.SVI`
+and every :class:`pyro.infer.ELBO` work on them. The sites carry no mini-batch scale:
 a loss computed on them is a sum over the batch, in nats. :func:`pyro_vae.fit`
 scales by 1/B so that the numbers it reports are per example.
 """
@@ -87,7 +87,7 @@ class VAE(PyroModule):
         gradient statistics tell the decoder's from the guide's). A parameter that
         two parts share has one name, its first in ``self.named_parameters()``.
 
-        ``pyro.module`` keeps whatever tensor the store already holds under a
+        :func:`pyro.module` keeps whatever tensor the store already holds under a
         name, so a second model of the same name would be trained through the
         first one's stale tensors. Here the module is the source of truth: an
         entry that is not this module's parameter is replaced.

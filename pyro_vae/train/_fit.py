@@ -10,7 +10,7 @@ batch size:
 
 and learning rates mean the same at every batch size. The step runs at the
 speed of hand-written PyTorch (:mod:`pyro_vae.train._trainer`, :mod:`pyro_vae.infer._fused`):
-one ``torch.optim.Adam``, a VAE's densities computed without tracing, and
+one :class:`torch.optim.Adam`, a VAE's densities computed without tracing, and
 Pyro's distribution checks on for the first step of a run only (the data are
 checked once, up front). Every step's loss and gradients are checked to be
 finite before the update is applied.

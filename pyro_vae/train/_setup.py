@@ -78,7 +78,7 @@ def resolve_device(
     """``device``, checked against this machine; by default the VAE's (else the data's).
 
     Raises:
-        TypeError: neither a str nor a ``torch.device``.
+        TypeError: neither a str nor a :class:`torch.device`.
         ValueError: not a device name, or one this machine lacks (``mps``, ``xla``,
             ``cuda`` without a GPU); the message lists the devices available.
     """

@@ -185,7 +185,7 @@ def _restore_store(state: dict[str, Any]) -> None:
 
 
 def materialize_program_params(trainer: Trainer, example: torch.Tensor) -> None:
-    """Runs plain Pyro programs once so every ``pyro.param`` exists with its constraint."""
+    """Runs plain Pyro programs once so every :func:`pyro.param` exists with its constraint."""
     with torch.no_grad(), poutine.block():
         trainer.guide(example)
         trainer.model(example)

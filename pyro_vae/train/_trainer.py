@@ -1,10 +1,10 @@
 """One training step of stochastic variational inference, without Pyro's per-step overhead.
 
-A step is what ``pyro.infer.SVI.step`` does: the objective's ``loss_and_grads``
+A step is what :meth:`pyro.infer.SVI.step` does: the objective's ``loss_and_grads``
 on the model and guide, then an optimizer step on every parameter they use.
 Two things differ, and neither changes the maths:
 
-- one ``torch.optim.Adam`` holds every parameter, where ``pyro.optim.Adam``
+- one :class:`torch.optim.Adam` holds every parameter, where :func:`pyro.optim.Adam`
   keeps one Adam per parameter tensor and calls each in turn. Adam's update is
   elementwise, so the trajectory is the same; the step makes one optimizer call
   instead of one per tensor. Where every parameter allows it (floating, on the CPU
@@ -46,11 +46,11 @@ __all__ = ["Trainer"]
 
 
 class Trainer:
-    """SVI steps with one ``torch.optim.Adam`` over the parameters the programs use.
+    """SVI steps with one :class:`torch.optim.Adam` over the parameters the programs use.
 
     Arguments:
         model, guide: the Pyro programs; each step scales them by 1/B (:class:`PerExample`).
-        objective: a ``pyro.infer.ELBO``.
+        objective: a :class:`pyro.infer.ELBO`.
         lr: Adam's learning rate.
         betas, eps: Adam's moment decay rates (β₁, β₂) and denominator constant ε.
         vae: the VAE the programs belong to, whose parameters are then known up front
@@ -84,7 +84,7 @@ class Trainer:
         """Finds the parameters and builds the optimizer; call once, before training.
 
         Runs the programs without gradients on ``example`` (a batch) so that lazy
-        layers and ``pyro.param`` sites exist, then collects them. Plain programs
+        layers and :func:`pyro.param` sites exist, then collects them. Plain programs
         draw their latent sites once here.
 
         Raises:
@@ -168,7 +168,7 @@ class Trainer:
         """Checks the loss and the gradients are finite; clips the gradients' norm.
 
         With ``max_norm``, the gradients are scaled so that their joint 2-norm is
-        at most ``max_norm`` (``torch.nn.utils.clip_grad_norm_``).
+        at most ``max_norm`` (:func:`torch.nn.utils.clip_grad_norm_`).
 
         Returns:
             ``None`` when the step may be applied, else what is not finite, such
@@ -250,7 +250,7 @@ class Trainer:
 def _from_pyro_optim(
     old: dict[str, Any], names: list[str], template: dict[str, Any]
 ) -> dict[str, Any]:
-    """Converts ``pyro.optim.Adam``'s ``{name: per-tensor Adam state}`` (older checkpoints)."""
+    """Converts :func:`pyro.optim.Adam`'s ``{name: per-tensor Adam state}`` (older checkpoints)."""
     if set(old) != set(names):
         missing = sorted(set(names) ^ set(old))
         raise ValueError(

@@ -1,7 +1,7 @@
 """Checkpoint files: atomic writes, safe loads, and the random-number state.
 
 A checkpoint is a dict of plain data (tensors, numbers, strings, ``None``, and
-lists, tuples and dicts of them) saved with ``torch.save``; :func:`save` refuses
+lists, tuples and dicts of them) saved with :func:`torch.save`; :func:`save` refuses
 anything else. It is written to a temporary file in the same folder, flushed and
 fsynced, renamed into place, and the folder is fsynced: a crash or ``kill -9`` at
 any moment leaves either the old file or the new one, never half of one.

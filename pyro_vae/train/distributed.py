@@ -1,4 +1,4 @@
-"""Data-parallel runs with ``torch.distributed``: launch detection, the process group, collectives.
+"""Data-parallel runs with :mod:`torch.distributed`: launch detection, process group, collectives.
 
 ``torchrun --nproc_per_node=N -m pyro_vae train ...`` starts N copies of a
 program with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
@@ -231,7 +231,7 @@ def init(
     """Joins the process group of a ``torchrun`` launch; a group of one without a launcher.
 
     Idempotent: a group already joined (by an earlier call or by the user's own
-    ``torch.distributed.init_process_group``) is used as it is.
+    :func:`torch.distributed.init_process_group`) is used as it is.
 
     Arguments:
         device: the device training runs on; decides the backend. On CUDA the

@@ -89,7 +89,7 @@ class FitOptions:
     Attributes:
         objective: a name from :data:`pyro_vae.objectives.OBJECTIVES` with optional
             options (``"iwae:k=5"``, ``"elbo:beta=0.5,warmup_steps=1000"``), or any
-            ``pyro.infer.ELBO``. The default, ``"analytic-kl"``, uses the closed-form KL.
+            :class:`pyro.infer.ELBO`. The default, ``"analytic-kl"``, uses the closed-form KL.
         num_particles: samples of z per example, with an objective given by name
             (default: the spec's ``k``, else 1).
         valid_objective: the objective of the validation loss, by name or as an
