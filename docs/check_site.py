@@ -24,12 +24,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 # The entry page, the guide (README, with its figures), the tutorial gallery (thumbnails),
-# one tutorial's page (its maths and figures) and API pages with display maths.
+# one tutorial's page (its maths and figures), the reproduction's curves and API pages with
+# display maths.
 PAGES = (
     "index.html",
     "guide.html",
     "tutorials/index.html",
     "tutorials/07_elbo_three_ways.html",
+    "REPRODUCTION.html",
     "api/models.html",
     "api/inference.html",
 )

@@ -10,7 +10,8 @@ so nothing is fetched.
 The local extensions in ``_ext/``: ``tutorial_gallery`` writes a page per tutorial
 with the figures of its committed full run; ``initials`` keeps "Y. Burda" from
 becoming a lettered list; ``public_names`` fails the build when a public name has
-no entry in the reference. Below, a hook fails it for a public object without a
+no entry in the reference; ``reproduction_curves`` shows the reproduction table's
+curves on its page. Below, a hook fails the build for a public object without a
 docstring.
 """
 
@@ -38,6 +39,7 @@ extensions = [
     "tutorial_gallery",  # a page per tutorial, with the figures of its committed full run
     "initials",  # "Y. Burda" in a docstring is a name, not a lettered list
     "public_names",  # every public name has its entry in the reference
+    "reproduction_curves",  # the reproduction page shows each row's curve
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 myst_heading_anchors = 3  # README's links to its own sections (#speed)
@@ -90,7 +92,7 @@ html_theme = "alabaster"
 # Wide enough for the code blocks and the benchmark tables to fit without scrolling.
 html_theme_options = {"page_width": "1180px", "sidebar_width": "240px"}
 html_title = f"pyro_vae {release}"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]  # _generated: included, not pages
 
 
 def _owner(name: str) -> type | None:

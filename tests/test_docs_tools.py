@@ -35,6 +35,7 @@ check_site = _load("docs/check_site.py")
 initials = _load("docs/_ext/initials.py")
 gallery = _load("docs/_ext/tutorial_gallery.py")
 public_names = _load("docs/_ext/public_names.py")
+curves = _load("docs/_ext/reproduction_curves.py")
 
 TYPESET = '<mjx-container class="MathJax"><svg></svg></mjx-container>'
 
@@ -231,3 +232,30 @@ def test_the_committed_inventories_hold_the_names_the_site_links():
     assert _read_inventory(folder / "python.inv")["pathlib.Path"][0] == "py:class"
     assert "pyro.infer.SVI" in _read_inventory(folder / "pyro.inv")
     assert "torch.Tensor" in _read_inventory(folder / "torch.inv")
+
+
+TABLE = "\n".join(
+    [
+        "| recipe | objective | paper | ours | ± over images | ± Monte Carlo | epochs "
+        "| training time | device | figure |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        "| burda2015-1layer | elbo | 86.76 | 87.70 (in progress) | – | – | 1854 of 3280 "
+        "| 5.97 h | CPU (x86_64, 1 thread) | [curve](reproduction/a.png) |",
+        "| vampprior2018 | elbo | 85.57 | 85.61 | 0.3 | 0.01 | 1200 of 2000 | 9.1 h | CPU "
+        "| [curve](reproduction/b.png) |",
+    ]
+)
+
+
+def test_the_reproduction_page_shows_each_row_s_curve_in_order():
+    page = curves.curves_page(TABLE)
+    figures = [line for line in page.splitlines() if line.startswith("```{figure}")]
+    assert figures == ["```{figure} /../reproduction/a.png", "```{figure} /../reproduction/b.png"]
+    assert (
+        "burda2015-1layer, `elbo`: 87.70 (in progress) against the paper's 86.76, "
+        "1854 of 3280 epochs, 5.97 h of training on CPU (x86_64, 1 thread)." in page
+    )
+
+
+def test_a_reproduction_table_without_curves_says_so():
+    assert "No row has a curve yet." in curves.curves_page("| recipe |\n|---|\n")
