@@ -11,8 +11,8 @@ The local extensions in ``_ext/``: ``tutorial_gallery`` writes a page per tutori
 with the figures of its committed full run; ``initials`` keeps "Y. Burda" from
 becoming a lettered list; ``public_names`` fails the build when a public name has
 no entry in the reference; ``reproduction_curves`` shows the reproduction table's
-curves on its page. Below, a hook fails the build for a public object without a
-docstring.
+curves on its page; ``attribute_lists`` lists a class's attributes once. Below, a
+hook fails the build for a public object without a docstring.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ extensions = [
     "initials",  # "Y. Burda" in a docstring is a name, not a lettered list
     "public_names",  # every public name has its entry in the reference
     "reproduction_curves",  # the reproduction page shows each row's curve
+    "attribute_lists",  # a class's "Attributes:" listed once, one entry per name
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 myst_heading_anchors = 3  # README's links to its own sections (#speed)

@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 DATASETS: tuple[str, ...] = ("mnist5k", "digits", "mnist")
-#: The data set of ``pyro-vae train`` and the demo: embedded, nothing to download.
+#: The data set of ``pyro-vae train`` and the demo, embedded (nothing to download).
 DEFAULT_DATASET = "mnist5k"
 SPLITS: tuple[str, ...] = ("train", "valid", "test", "train+valid")
 _BINARIZE_MODES: tuple[str | None, ...] = (None, "static")

@@ -36,6 +36,7 @@ initials = _load("docs/_ext/initials.py")
 gallery = _load("docs/_ext/tutorial_gallery.py")
 public_names = _load("docs/_ext/public_names.py")
 curves = _load("docs/_ext/reproduction_curves.py")
+attributes = _load("docs/_ext/attribute_lists.py")
 
 TYPESET = '<mjx-container class="MathJax"><svg></svg></mjx-container>'
 
@@ -259,3 +260,35 @@ def test_the_reproduction_page_shows_each_row_s_curve_in_order():
 
 def test_a_reproduction_table_without_curves_says_so():
     assert "No row has a curve yet." in curves.curves_page("| recipe |\n|---|\n")
+
+
+def test_an_attribute_entry_naming_several_becomes_one_entry_per_name():
+    lines = [
+        "A failed step.",
+        "",
+        "Attributes:",
+        "    epoch, step: where it happened",
+        "        (1-based).",
+        "    problem: what was not finite.",
+        "",
+        "Args:",
+        "    a, b: two numbers, as napoleon reads them already.",
+    ]
+    assert attributes.split_attribute_names(lines) == [
+        "A failed step.",
+        "",
+        "Attributes:",
+        "    epoch: where it happened",
+        "        (1-based).",
+        "    step: where it happened",
+        "        (1-based).",
+        "    problem: what was not finite.",
+        "",
+        "Args:",
+        "    a, b: two numbers, as napoleon reads them already.",
+    ]
+
+
+def test_the_attributes_a_class_lists_are_known_by_name():
+    lines = [":ivar epoch: where", ":vartype epoch: int", ":ivar step: where", "text"]
+    assert attributes.listed_attributes(lines) == {"epoch", "step"}

@@ -271,7 +271,7 @@ def denoise(
         num_iterations: imputation sweeps (needs ``mask`` when above 1).
 
     Returns:
-        a tensor of ``x``'s shape: the decoder's means (probabilities for Bernoulli).
+        the decoder's means (probabilities for Bernoulli), a tensor of ``x``'s shape.
     """
     if not isinstance(vae, VAE):
         raise TypeError(f"vae must be a pyro_vae.VAE, got {type(vae).__name__}")

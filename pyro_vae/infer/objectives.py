@@ -183,7 +183,7 @@ class ObjectiveSpec:
 
     @property
     def label(self) -> str:
-        """The spec in the command line's form, e.g. ``iwae:k=5``: a unique, readable name."""
+        """The spec in the command line's form (``iwae:k=5``), a unique and readable name."""
         parts = [f"k={self.num_particles}"] if self.num_particles != 1 else []
         parts += [f"{k}={v}" for k, v in sorted(self.options.items())]
         return self.name + (":" + ",".join(parts) if parts else "")

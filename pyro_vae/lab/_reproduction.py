@@ -63,7 +63,7 @@ class Reproduction:
         history: the run's epochs (with the anytime ``test_log_likelihood``).
         scores: ``metrics.json``'s final scores, or ``None`` before the run has
             trained all its epochs.
-        out: the run folder.
+        out (pathlib.Path): the run folder.
         smoke_test: whether it was the smoke test.
         plan: the budget and protocol the run used.
         device: the device it trained on, in words.

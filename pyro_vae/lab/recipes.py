@@ -35,7 +35,7 @@ from pyro_vae.train import schedules
 from pyro_vae.train._fit import fit
 from pyro_vae.train._run_folder import RunFolder
 
-__all__ = ["Recipe", "RECIPES", "get", "names", "reproduce"]
+__all__ = ["Recipe", "RECIPES", "Reproduction", "get", "names", "reproduce"]
 
 
 _MNIST = {"dataset": "mnist", "image_shape": [1, 28, 28], "binarization": "dynamic"}
@@ -186,8 +186,8 @@ def reproduce(
         progress: print progress.
 
     Returns:
-        the :class:`~pyro_vae.lab._reproduction.Reproduction`: the history, and the final
-        scores once the run has trained all its epochs (``None`` before).
+        a :class:`Reproduction` with the history, and the final scores once the run has
+        trained all its epochs (``None`` before).
 
     Raises:
         ValueError: an unknown recipe or objective, a run of another recipe or

@@ -45,7 +45,7 @@ from pyro_vae.train.options import FitOptions
 
 __all__ = ["Sweep", "latent_size_sweep", "SWEEP_COLUMNS"]
 
-#: the keys of each row of :attr:`Sweep.rows`, in table order
+#: the keys of each row of a :class:`Sweep`'s ``rows``, in table order
 SWEEP_COLUMNS: tuple[str, ...] = (
     "latent_dim",
     "epochs",

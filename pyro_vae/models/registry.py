@@ -40,8 +40,8 @@ __all__ = [
 NETS = ("mlp", "conv")
 #: The binarisations, as ``--binarize`` takes them.
 BINARIZE = ("dynamic", "static", "none")
-#: The MLPs' activations by name; ``gated``: gated linear units
-#: (:class:`~pyro_vae.nets.GatedLinear`) instead of a nonlinearity after each layer.
+#: The MLPs' activations by name; ``gated`` puts gated linear units
+#: (:class:`~pyro_vae.nets.GatedLinear`) in place of a nonlinearity after each layer.
 #:
 #: :meta hide-value:
 ACTIVATIONS: dict[str, type[nn.Module] | None] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gated": None}

@@ -157,7 +157,7 @@ def _bars(ax, positions, labels: Sequence[str], values: Sequence[float], ylabel:
 def save_gradient_stats(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Gradient variance and SNR against K, for the guide's and the model's parameters.
 
-    ``rows`` are :attr:`pyro_vae.compare.Comparison.gradients`. Log-log axes: a
+    ``rows`` are the ``gradients`` of a :class:`pyro_vae.compare.Comparison`. Log-log axes: a
     slope of -1/2 in the guide's SNR is IWAE's 1/√K decay (Rainforth et al. 2018).
     """
     if not rows:

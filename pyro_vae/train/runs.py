@@ -67,7 +67,7 @@ def load_run(
         device: where the VAE's parameters go.
 
     Returns:
-        the :class:`Run`: ``vae``, ``config``, ``history``, ``checkpoint``, ``epoch``.
+        a :class:`Run` with ``vae``, ``config``, ``history``, ``checkpoint`` and ``epoch``.
 
     Raises:
         FileNotFoundError: no run folder or checkpoint at ``path``.
