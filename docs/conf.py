@@ -11,8 +11,9 @@ The local extensions in ``_ext/``: ``tutorial_gallery`` writes a page per tutori
 with the figures of its committed full run; ``initials`` keeps "Y. Burda" from
 becoming a lettered list; ``public_names`` fails the build when a public name has
 no entry in the reference; ``reproduction_curves`` shows the reproduction table's
-curves on its page; ``attribute_lists`` lists a class's attributes once. Below, a
-hook fails the build for a public object without a docstring.
+curves on its page; ``attribute_lists`` lists a class's attributes once;
+``required_docstrings`` fails the build for a public object without a docstring of
+its own.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ extensions = [
     "public_names",  # every public name has its entry in the reference
     "reproduction_curves",  # the reproduction page shows each row's curve
     "attribute_lists",  # a class's "Attributes:" listed once, one entry per name
+    "required_docstrings",  # a public object without a docstring of its own fails the build
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 myst_heading_anchors = 3  # README's links to its own sections (#speed)
@@ -94,49 +96,3 @@ html_theme = "alabaster"
 html_theme_options = {"page_width": "1180px", "sidebar_width": "240px"}
 html_title = f"pyro_vae {release}"
 exclude_patterns = ["_build", "_generated"]  # _generated: included, not pages
-
-
-def _owner(name: str) -> type | None:
-    """The class a method's dotted name belongs to (``pyro_vae.nets.MLP.forward``: MLP)."""
-    import importlib
-
-    parts = name.split(".")[:-1]
-    for cut in range(len(parts), 0, -1):
-        try:
-            owner = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for part in parts[cut:]:
-            owner = getattr(owner, part, None)
-        return owner if isinstance(owner, type) else None
-    return None
-
-
-def _outside_docstring(what: str, name: str, obj) -> str | None:
-    """The outside class (torch's, Pyro's) whose docstring a method without its own would
-    show, e.g. ``torch.nn.Module`` for a ``forward`` left undocumented."""
-    if what not in ("method", "property") or getattr(obj, "__doc__", None):
-        return None
-    owner, member = _owner(name), name.rsplit(".", 1)[-1]
-    for base in owner.__mro__[1:] if owner else ():
-        if getattr(base.__dict__.get(member), "__doc__", None):
-            return None if base.__module__.startswith("pyro_vae") else base.__qualname__
-    return None
-
-
-def _require_docstring(app, what, name, obj, options, lines) -> None:
-    """A public function, class, method, property or module without a docstring fails the
-    build, as does a method that would show the docstring of torch's or Pyro's method."""
-    from sphinx.util import logging
-
-    log = logging.getLogger(__name__)
-    if what in ("function", "class", "method", "property", "module", "exception") and not any(
-        line.strip() for line in lines
-    ):
-        log.warning("%s %s has no docstring", what, name)
-    elif outside := _outside_docstring(what, name, obj):
-        log.warning("%s %s has no docstring of its own (it would show %s's)", what, name, outside)
-
-
-def setup(app) -> None:
-    app.connect("autodoc-process-docstring", _require_docstring)

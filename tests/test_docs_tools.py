@@ -17,6 +17,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch.nn as nn
+
+import pyro_vae as pv
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -292,3 +295,24 @@ def test_an_attribute_entry_naming_several_becomes_one_entry_per_name():
 def test_the_attributes_a_class_lists_are_known_by_name():
     lines = [":ivar epoch: where", ":vartype epoch: int", ":ivar step: where", "text"]
     assert attributes.listed_attributes(lines) == {"epoch", "step"}
+
+
+required = _load("docs/_ext/required_docstrings.py")
+
+
+class _Net(nn.Module):
+    def forward(self, x):  # no docstring: autodoc would show nn.Module's
+        return x
+
+
+class _Prior(pv.priors.StandardNormal):
+    def log_prob(self, z):  # no docstring: pyro_vae's base class documents it
+        return super().log_prob(z)
+
+
+def test_a_method_that_would_show_torch_s_docstring_is_found():
+    here = __name__
+    assert required.outside_docstring("method", f"{here}._Net.forward", _Net.forward) == "Module"
+    assert required.outside_docstring("method", f"{here}._Prior.log_prob", _Prior.log_prob) is None
+    forward = pv.nets.MLP.forward  # documented
+    assert required.outside_docstring("method", "pyro_vae.nets.MLP.forward", forward) is None
