@@ -1,9 +1,11 @@
-"""The documentation site's own tools: the Chromium page check and the tutorial gallery.
+"""The documentation site's own tools: the Chromium page check, the local Sphinx
+extensions and the inventory writer.
 
 ``make docs-check`` runs the page check in a real browser; these tests give its
 judgement DOMs with known faults, so that a check that could never fail would show
-here. The gallery tests build tutorial pages from scripts and figures made on the
-spot, and check that every tutorial of the repository has its committed figures.
+here. The extensions' pieces are tested on docstrings and tables made on the spot
+(Sphinx itself is not needed), and the committed gallery and inventories are checked
+to hold what the site uses.
 """
 
 from __future__ import annotations
