@@ -10,13 +10,20 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
-from pyro_vae._checks import check_int_at_least, check_latents, check_positive_int, check_seed
+from pyro_vae._checks import (
+    check_int_at_least,
+    check_latents,
+    check_number,
+    check_positive_int,
+    check_seed,
+)
 
-__all__ = ["INTERPOLATIONS", "EMBEDDINGS", "interpolate", "traverse", "pca", "embed"]
+__all__ = ["INTERPOLATIONS", "EMBEDDINGS", "interpolate", "traverse", "grid", "pca", "embed"]
 
 #: The paths ``method`` of :func:`interpolate` may name between two codes.
 INTERPOLATIONS = ("linear", "spherical")
@@ -122,6 +129,25 @@ def _check_codes(codes: object, min_rows: int) -> torch.Tensor:
             f"codes must have shape (N, latent_dim) with N >= {min_rows}, got {tuple(codes.shape)}"
         )
     return codes
+
+
+def grid(limit: float, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A square grid over [-limit, limit]²: the axis ``(size,)`` and the points ``(size², 2)``.
+
+    Points run row by row (second coordinate slowest), so ``values.reshape(size, size)``
+    is an image with z₁ along the columns and z₂ along the rows.
+
+    Arguments:
+        limit: a finite number > 0.
+        size: points per axis, a positive integer.
+    """
+    limit = check_number("limit", limit)
+    if not (math.isfinite(limit) and limit > 0):
+        raise ValueError(f"limit must be a finite number > 0, got {limit!r}")
+    check_positive_int("size", size)
+    axis = torch.linspace(-limit, limit, size)
+    second, first = torch.meshgrid(axis, axis, indexing="ij")
+    return axis, torch.stack([first.flatten(), second.flatten()], dim=-1)
 
 
 def pca(codes: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor]:

@@ -37,11 +37,12 @@ import torch
 from torch import nn
 from torch.distributions import MultivariateNormal
 
-from pyro_vae._checks import check_data, check_latents, check_number, check_positive_int, check_seed
+from pyro_vae._checks import check_data, check_latents, check_positive_int, check_seed
 from pyro_vae.analysis._latent_geometry import (
     EMBEDDINGS,
     INTERPOLATIONS,
     embed,
+    grid,
     interpolate,
     pca,
     traverse,
@@ -124,25 +125,6 @@ def aggregate_posterior_log_prob(
             log_q = q.log_prob(z.unsqueeze(1).expand(-1, *q.batch_shape, z.shape[1]))  # (M, B)
             total = torch.logaddexp(total, torch.logsumexp(log_q, dim=1))
     return total - math.log(len(x))
-
-
-def grid(limit: float, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A square grid over [-limit, limit]²: the axis ``(size,)`` and the points ``(size², 2)``.
-
-    Points run row by row (second coordinate slowest), so ``values.reshape(size, size)``
-    is an image with z₁ along the columns and z₂ along the rows.
-
-    Arguments:
-        limit: a finite number > 0.
-        size: points per axis, a positive integer.
-    """
-    limit = check_number("limit", limit)
-    if not (math.isfinite(limit) and limit > 0):
-        raise ValueError(f"limit must be a finite number > 0, got {limit!r}")
-    check_positive_int("size", size)
-    axis = torch.linspace(-limit, limit, size)
-    second, first = torch.meshgrid(axis, axis, indexing="ij")
-    return axis, torch.stack([first.flatten(), second.flatten()], dim=-1)
 
 
 def _check_vae(vae: object) -> VAE:

@@ -86,6 +86,11 @@ def _trace_once(
     return prune_subsample_sites(guide_trace), prune_subsample_sites(model_trace)
 
 
+def sample_sites(trace: Any) -> list[dict[str, Any]]:
+    """A trace's sample sites, without the subsample sites of its plates."""
+    return [s for s in prune_subsample_sites(trace).nodes.values() if s["type"] == "sample"]
+
+
 def _observed(sites: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The observed sites, without :func:`pyro.deterministic`'s records (observed only in form)."""
     return [s for s in sites if s["is_observed"] and not s["infer"].get("_deterministic")]

@@ -39,15 +39,18 @@ from collections.abc import Callable, Iterator
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.poutine.util import prune_subsample_sites
 
-from pyro_vae._checks import check_positive_float, check_positive_int
-from pyro_vae.infer import _fused, _particles, _programs, estimators
+from pyro_vae._checks import check_positive_int
+from pyro_vae.infer import _fused, _particles, estimators
+from pyro_vae.infer._activity import active_units, unit_activity
 from pyro_vae.infer._elbo_forms import ElboForms, elbo_forms
 from pyro_vae.infer._logsumexp import StreamedLogSumExp
-from pyro_vae.infer._programs import check_on_one_example, check_programs_and_data, does_not_fit
+from pyro_vae.infer._programs import (
+    check_on_one_example,
+    check_programs_and_data,
+    sample_sites,
+)
 from pyro_vae.infer._traced import TracedDraw
-from pyro_vae.models.guides import location
 
 __all__ = [
     "elbo_forms",
@@ -68,10 +71,6 @@ ModelFn = Callable[..., object]
 # near the CPU's caches: on 2 cores, chunks of 4096-8192 rows ran 1.3-1.5x faster
 # than 32768 (1000 images, K = 500). On a GPU larger chunks pay: raise max_rows.
 _DEFAULT_MAX_ROWS = 8192
-
-
-def _sample_sites(trace) -> list[dict]:
-    return [s for s in prune_subsample_sites(trace).nodes.values() if s["type"] == "sample"]
 
 
 def _site_log_prob(site: dict, particle_dim: int) -> torch.Tensor:
@@ -100,9 +99,9 @@ def _batch_log_weights(
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
     shape = (num_particles, x.shape[0])
     log_w = torch.zeros(shape, dtype=x.dtype, device=x.device)
-    for site in _sample_sites(model_trace):
+    for site in sample_sites(model_trace):
         log_w = log_w + _site_log_prob(site, particle_dim).expand(shape)
-    for site in _sample_sites(guide_trace):
+    for site in sample_sites(guide_trace):
         if not site["is_observed"]:
             log_w = log_w - _site_log_prob(site, particle_dim).expand(shape)
     return log_w
@@ -363,50 +362,3 @@ def elbo_terms(
             reconstruction.append(p.log_likelihood().mean(0))
             kl.append(estimator.kl(TracedDraw(p)))
     return torch.cat(reconstruction), torch.cat(kl)
-
-
-def unit_activity(
-    guide: ModelFn, x: torch.Tensor, *, batch_size: int = 1000
-) -> dict[str, torch.Tensor]:
-    r"""The activity of every latent unit u (Burda et al. 2015):
-
-    .. math:: A_u = \mathrm{Var}_x(\mathbb{E}_q[z_u \mid x]).
-
-    :math:`\mathbb{E}_q[z \mid x]` is the mean of the guide's distribution at each latent site;
-    for a site that conditions on other latents it is the mean given one draw of them.
-
-    Returns:
-        ``{site name: tensor of shape (latent_dim,)}``, units flattened per site.
-    """
-    batch_size = check_positive_int("batch_size", batch_size)
-    check_programs_and_data(None, guide, x, guide_only=True)
-    _programs.refuse_vae_object(guide, "guide", "unit_activity")
-    means: dict[str, list[torch.Tensor]] = {}
-    with torch.no_grad(), poutine.block():
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size]
-            try:
-                trace = poutine.trace(guide).get_trace(batch)
-            except (RuntimeError, IndexError, ValueError) as e:
-                raise does_not_fit(x, e) from e
-            for site in _sample_sites(trace):
-                if not site["is_observed"]:
-                    mean = location(site["fn"]).reshape(batch.shape[0], -1)
-                    means.setdefault(site["name"], []).append(mean)
-    if len(x) < 2:
-        raise ValueError("unit activity is a variance over examples: x needs at least 2 rows")
-    return {name: torch.cat(m).var(dim=0) for name, m in means.items()}
-
-
-def active_units(
-    guide: ModelFn, x: torch.Tensor, *, threshold: float = 0.01, batch_size: int = 1000
-) -> int:
-    r"""How many latent units are active (Burda et al.):
-
-    .. math:: \mathrm{Var}_x(\mathbb{E}_q[z_u \mid x]) > \mathtt{threshold}.
-
-    Collapsed units, whose posterior mean ignores x, are the inactive ones.
-    """
-    threshold = check_positive_float("threshold", threshold)
-    activity = unit_activity(guide, x, batch_size=batch_size)
-    return int(sum((a > threshold).sum().item() for a in activity.values()))
