@@ -1,8 +1,9 @@
 """Data-parallel training: processes launched on localhost with gloo, and the pieces in one process.
 
-The launched tests start ``tests/_ddp_worker.py`` twice with the variables
+The launched tests start ``tests/train/_ddp_worker.py`` twice with the variables
 torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), and one
-test runs the README's ``torchrun ... -m pyro_vae train`` command itself.
+test runs the documented ``torchrun ... -m pyro_vae train`` command
+(docs/distributed.md) itself.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def test_a_process_that_dies_or_hangs_stops_the_other_with_a_clear_error(tmp_pat
     assert waited < 30
 
 
-def test_the_readme_torchrun_command_trains_and_evaluates(tmp_path):
+def test_the_documented_torchrun_command_trains_and_evaluates(tmp_path):
     out = tmp_path / "run"
     run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "pyro_vae"]
     train = subprocess.run(
