@@ -68,4 +68,4 @@ bench: $(VENV)/.base
 	else echo "skipping bench/iwae_mnist.py: set MNIST_DIR to a folder holding mnist.npz"; fi
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache docs/_build
+	rm -rf $(VENV) runs .pytest_cache docs/_build docs/_generated docs/tutorials
