@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from pyro_vae.plots._figure import check_figure_path, save_figure
 from pyro_vae.train._history import History
@@ -48,6 +49,11 @@ def save_reproduction_curve(
             ax.axhline(paper, color="black", linestyle="--", label=f"{paper_label}: {paper:.2f}")
         if i == 0 and max(epochs) > 10:
             ax.set_xscale("log")
+            # Epochs at 1, 2 and 5 × 10^k, written out: over less than a decade matplotlib
+            # labels its minor ticks (2×10¹ 3×10¹ 4×10¹ ...), and the labels overlap.
+            ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel("test −log p(x) (nats, lower is better)")
         ax.grid(alpha=0.3)

@@ -107,3 +107,24 @@ def test_image_grid_rows_can_be_labelled(tmp_path, monkeypatch):
     assert list(ax.get_yticks()) == [1.5, 6.5, 11.5]  # the centres of the rows of 4-pixel tiles
     with pytest.raises(ValueError, match="row_labels must be 3 strings, one per row"):
         plots.save_image_grid(images, (1, 4, 4), tmp_path / "h.png", ncols=4, row_labels=names[:2])
+
+
+def test_the_reproduction_curve_writes_its_epochs_out(tmp_path, monkeypatch):
+    from pyro_vae.plots import reproduction
+
+    rows = [
+        {"epoch": e, "train_loss": 90.0, "valid_loss": float("nan"), "seconds": 10.0,
+         "test_log_likelihood": -90.0 + e / 1000}
+        for e in range(20, 480, 20)
+    ]  # fmt: skip
+    figures = []
+    monkeypatch.setattr(reproduction, "save_figure", lambda fig, path: figures.append(fig))
+    reproduction.save_reproduction_curve(
+        History(rows=rows), 85.5, "paper", "run", tmp_path / "c.png"
+    )
+    axis = figures[0].axes[0]
+    figures[0].canvas.draw()
+    labels = [t.get_text() for t in axis.get_xticklabels() if t.get_visible() and t.get_text()]
+    shown = [t for t in labels if 20 <= float(t) <= 460]
+    assert shown == ["20", "50", "100", "200"]  # a span under a decade, no 2×10¹ 3×10¹ ...
+    assert not any(t.get_text() for t in axis.get_xticklabels(minor=True))
