@@ -281,16 +281,15 @@ def fit_local_guides(
 
     .. math::
 
-        \mathrm{ELBO}_n(\lambda_n) = \mathbb{E}_{q_{\lambda_n}}[\log p(z)
-        + \log p_\theta(x_n \mid z) - \log q_{\lambda_n}(z)]
+        \mathrm{ELBO}_n(\lambda_n)
+        = \mathbb{E}_{q_{\lambda_n}}[\log p(z) + \log p_\theta(x_n \mid z) - \log q_{\lambda_n}(z)]
 
     over free parameters :math:`\lambda_n` ``(P,)`` of the guide's family, started at the
     encoder's output :math:`\lambda_n` = ``vae.encoder.local_parameters(x_n)``. All examples of
     a batch are fit jointly (the objective is their sum; they do not interact) by Adam on
     reparameterised "sticking the landing" gradients (the total gradient for flows), with the
     learning rate divided by 10 when the mean ELBO over a window of steps stops rising, and a
-    stop at the third plateau. No gradient is computed for the VAE's parameters and none of
-    them changes.
+    stop at the third plateau. The VAE's parameters get no gradient and do not change.
 
     Arguments:
         vae: a :class:`~pyro_vae.VAE` (one latent site) whose guide has a local family.

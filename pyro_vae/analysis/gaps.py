@@ -101,9 +101,8 @@ def inference_gaps(
       family every weight equals :math:`p(x)`.
     * ``"amortised"``: from :math:`q_\phi`, the usual estimate.
 
-    The larger of the two estimates was tried and rejected: :math:`q_\phi`'s heavy-tailed
-    weights can overshoot :math:`\log p(x)` (by 0.24 nats on a linear-Gaussian example), and a
-    maximum keeps that.
+    The larger of the two was rejected: :math:`q_\phi`'s heavy-tailed weights can overshoot
+    :math:`\log p(x)` (by 0.24 nats on a linear-Gaussian example), which a maximum keeps.
 
     Arguments:
         vae: a :class:`~pyro_vae.VAE` (one latent site) whose guide has a local family.
