@@ -316,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _one_line_warnings(args.command):
             command(args)
     except KeyboardInterrupt:
-        resume = " (resume it with --resume)" if args.command == "train" else ""
+        resumable = args.command in ("train", "reproduce")
+        resume = " (resume it with --resume)" if resumable else ""
         print(f"pyro-vae {args.command}: interrupted{resume}", file=sys.stderr)
         return 130
     except distributed.PeerError as e:

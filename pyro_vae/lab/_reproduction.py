@@ -10,20 +10,28 @@ gets a row too, marked in progress, with its latest anytime value.
 ``REPRODUCTION.md`` keeps one row per (recipe, objective, device, smoke test);
 a new result replaces the row of the same key. Each row links the figure of
 its anytime curve, test −log p(x) against epochs and against training time,
-with the paper's value as a line.
+with the paper's value as a line. What follows the table is kept as it is,
+except sections between ``<!-- begin NAME -->`` and ``<!-- end NAME -->``
+lines, which :func:`write_section` replaces (the benchmarks write theirs so).
+Runs on two cores finish at any time: every change to the file is made under a
+lock on it (``.REPRODUCTION.md.lock`` beside it), so that no row is lost.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import filelock
 import torch
 
 from pyro_vae._atomic import write_atomically
@@ -35,7 +43,7 @@ if TYPE_CHECKING:
     from pyro_vae.lab._recipe import Recipe
     from pyro_vae.models.vae import VAE
 
-__all__ = ["Reproduction", "final_scores", "write_results", "device_name"]
+__all__ = ["Reproduction", "final_scores", "write_results", "write_section", "device_name"]
 
 _COLUMNS = (
     "recipe", "objective", "paper", "ours", "± over images", "± Monte Carlo", "epochs",
@@ -135,13 +143,57 @@ def write_results(result: Reproduction, table: str | Path | None) -> None:
         return
     table = Path(table)
     row = _row(result, paper, against, figure, table)
-    rows = [r for r in _read_rows(table) if _key(r) != _key(row)] + [row]
-    rows.sort(key=lambda r: (r["recipe"], r["objective"], r["device"]))
-    lines = [_HEADER, "| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-    lines += ["| " + " | ".join(r[c] for c in _COLUMNS) + " |" for r in rows]
-    text = "\n".join(lines) + "\n" + _after_table(table)
+
+    def add_row(text: str) -> str:
+        rows = [r for r in _read_rows(text) if _key(r) != _key(row)] + [row]
+        rows.sort(key=lambda r: (r["recipe"], r["objective"], r["device"]))
+        lines = [_HEADER, "| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+        lines += ["| " + " | ".join(r[c] for c in _COLUMNS) + " |" for r in rows]
+        return "\n".join(lines) + "\n" + _after_table(text)
+
+    _edit(table, add_row)
+
+
+def write_section(table: str | os.PathLike, name: str, body: str) -> None:
+    """Puts ``body`` into ``table`` between the lines ``<!-- begin NAME -->`` and
+    ``<!-- end NAME -->``, replacing what was there; at the end of the file if it has
+    no such section yet. The rest of the file is kept as it is.
+
+    Raises:
+        ValueError: ``name`` is empty or holds ``-->`` or a line break, or ``table``
+            has a begin line for it without an end line after it.
+    """
+    if not name or "-->" in name or "\n" in name:
+        raise ValueError(f"a section name is a non-empty line without '-->', got {name!r}")
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    block = f"{begin}\n{body.strip()}\n{end}\n"
+
+    def put(text: str) -> str:
+        lines = text.splitlines(keepends=True)
+        starts = [i for i, line in enumerate(lines) if line.strip() == begin]
+        if not starts:
+            return text + ("\n" if text and not text.endswith("\n\n") else "") + block
+        ends = [i for i, line in enumerate(lines) if line.strip() == end and i > starts[0]]
+        if not ends:
+            raise ValueError(f"{table}: {begin!r} has no {end!r} after it")
+        return "".join(lines[: starts[0]]) + block + "".join(lines[ends[0] + 1 :])
+
+    _edit(Path(table), put)
+
+
+@contextmanager
+def _locked(table: Path) -> Iterator[None]:
+    """Holds the lock of ``table``: one process at a time reads and rewrites it."""
     table.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(table, lambda f: f.write(text.encode()))
+    with filelock.FileLock(table.with_name(f".{table.name}.lock")):
+        yield
+
+
+def _edit(table: Path, change: Callable[[str], str]) -> None:
+    """Rewrites ``table`` (empty if missing) as ``change`` of its text, under its lock."""
+    with _locked(table):
+        text = change(table.read_text() if table.exists() else "")
+        write_atomically(table, lambda f: f.write(text.encode()))
 
 
 def _row(
@@ -188,11 +240,9 @@ def _key(row: dict[str, str]) -> tuple[str, str, str]:
     return row["recipe"], row["objective"], row["device"]
 
 
-def _after_table(table: Path) -> str:
-    """What an existing file holds after its table (notes written by hand), kept as it is."""
-    if not table.exists():
-        return ""
-    lines = table.read_text().splitlines(keepends=True)
+def _after_table(text: str) -> str:
+    """What follows the table in ``text`` (notes written by hand), kept as it is."""
+    lines = text.splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if line.startswith("| recipe |")]
     if not starts:
         return ""
@@ -202,12 +252,10 @@ def _after_table(table: Path) -> str:
     return "".join(lines[end:])
 
 
-def _read_rows(table: Path) -> list[dict[str, str]]:
-    """The rows of an existing table (none if there is no file, or it has no such table)."""
-    if not table.exists():
-        return []
+def _read_rows(text: str) -> list[dict[str, str]]:
+    """The rows of the table in ``text`` (none if it has no such table)."""
     rows = []
-    for line in table.read_text().splitlines():
+    for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if line.startswith("| ") and len(cells) == len(_COLUMNS) and cells[0] != "recipe":
             rows.append(dict(zip(_COLUMNS, cells, strict=True)))

@@ -12,6 +12,17 @@ curve, and at the end scores it with the paper's protocol and writes its row of
 
     pv.recipes.reproduce("burda2015-1layer", "iwae:k=5", out="runs/iwae5", data_dir="/data")
 
+Runs compare while they train: :func:`anytime_curve` reads a run folder's anytime
+curve as it stands, and :func:`at_equal_epochs` sets two runs side by side at the
+epochs both measured, with a projection of one still training from a finished
+reference (:mod:`pyro_vae.lab._orderings`)::
+
+    pair = pv.recipes.at_equal_epochs(
+        pv.recipes.anytime_curve("runs/burda2015-1layer_elbo"),
+        pv.recipes.anytime_curve("runs/burda2015-2layer_elbo"),
+    )
+    pair.differences, pair.projection()
+
 References:
     1. Y. Burda, R. Grosse, R. Salakhutdinov. Importance weighted autoencoders.
        ICLR 2016 (arXiv:1509.00519): Table 1, section 5 and appendix C.
@@ -19,6 +30,9 @@ References:
 
 from __future__ import annotations
 
+import csv
+import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +41,7 @@ import torch
 
 from pyro_vae import _defaults, data
 from pyro_vae.infer import objectives
+from pyro_vae.lab._orderings import AnytimeCurve, EqualEpochs, Projection, at_equal_epochs
 from pyro_vae.lab._recipe import Recipe
 from pyro_vae.lab._reproduction import Reproduction, device_name, final_scores, write_results
 from pyro_vae.models import init
@@ -35,7 +50,10 @@ from pyro_vae.train import schedules
 from pyro_vae.train._fit import fit
 from pyro_vae.train._run_folder import RunFolder
 
-__all__ = ["Recipe", "RECIPES", "Reproduction", "get", "names", "reproduce"]
+__all__ = [
+    "Recipe", "RECIPES", "Reproduction", "get", "names", "reproduce",
+    "AnytimeCurve", "EqualEpochs", "Projection", "anytime_curve", "at_equal_epochs",
+]  # fmt: skip
 
 
 _MNIST = {"dataset": "mnist", "image_shape": [1, 28, 28], "binarization": "dynamic"}
@@ -230,6 +248,47 @@ def reproduce(
         )
         write_results(result, table)
     return result
+
+
+def anytime_curve(path: str | os.PathLike) -> AnytimeCurve:
+    """The anytime test −log p(x) of the recipe run in folder ``path``, as it stands.
+
+    It reads the folder's ``config.json``, ``log.csv`` and ``metrics.json`` (if
+    scored), so a run that is training can be read: each file is replaced whole.
+
+    Raises:
+        FileNotFoundError: ``path`` holds no ``config.json`` or ``log.csv``.
+        ValueError: the folder is not a run of ``reproduce`` (its config names no
+            recipe), or names an unknown recipe or objective.
+    """
+    folder = Path(path)
+    for name in ("config.json", "log.csv"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder} holds no {name}: it is not a run folder")
+    config = json.loads((folder / "config.json").read_text())
+    if "recipe" not in config or "objective" not in config:
+        raise ValueError(f"{folder} is not a recipe run (its config names no recipe)")
+    recipe, objective = get(config["recipe"]), config["objective"]
+    paper, _ = recipe.paper_value(objective)
+    smoke_test = bool(config.get("smoke_test"))
+    plan = _plan(recipe, smoke_test)
+    with open(folder / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    hours, points, elapsed = [], [], 0.0
+    for row in rows:
+        elapsed += float(row["seconds"]) / 3600
+        value = float(row["test_log_likelihood"])
+        if not math.isnan(value):
+            points.append((int(row["epoch"]), -value))
+            hours.append(elapsed)
+    metrics = folder / "metrics.json"
+    final = json.loads(metrics.read_text())["nll"] if metrics.is_file() else None
+    protocol = {key: plan[key] for key in ("dataset", "test_examples", "test_samples")}
+    return AnytimeCurve(
+        recipe.name, objective, tuple(e for e, _ in points), tuple(v for _, v in points),
+        tuple(hours), int(rows[-1]["epoch"]) if rows else 0, plan["epochs"], final, paper,
+        protocol | {"smoke_test": smoke_test}, folder,
+    )  # fmt: skip
 
 
 def _plan(recipe: Recipe, smoke_test: bool) -> dict[str, Any]:

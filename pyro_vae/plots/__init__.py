@@ -15,6 +15,8 @@ Modules, by what the figures show:
 * ``plots.applications``: anomaly detection, denoising and the latent-size sweep.
 * ``plots.gaps``: the inference gaps and posteriors against MCMC.
 * ``plots.elbo_forms``: the ELBO's three forms, the gap, prior matching by layer.
+* ``plots.reproduction``: a recipe run's anytime curve against the paper's value, and
+  several runs side by side at equal epochs.
 
 Latent units are named z₁, z₂, … in every figure: unit ``u`` of the code (``z[:, u]``,
 ``dims=[u]``, counted from 0 as in Python) is drawn as z with subscript u + 1. Axes of
@@ -44,6 +46,7 @@ from pyro_vae.plots.latent_space import (
     save_samples,
     save_traversals,
 )
+from pyro_vae.plots.reproduction import save_anytime_comparison, save_reproduction_curve
 from pyro_vae.plots.training import save_comparison, save_gradient_stats, save_learning_curves
 
 __all__ = [
@@ -69,4 +72,6 @@ __all__ = [
     "save_unit_diagnostics",
     "save_inference_gaps",
     "save_posterior_comparison",
+    "save_reproduction_curve",
+    "save_anytime_comparison",
 ]

@@ -1,19 +1,26 @@
-"""The figure of a recipe run: its anytime test −log p(x) against epochs and training time."""
+"""The figures of recipe runs: one run's anytime test −log p(x) against epochs and training
+time, and several runs side by side at equal epochs."""
 
 from __future__ import annotations
 
 import itertools
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from pyro_vae.plots._figure import check_figure_path, save_figure
 from pyro_vae.train._history import History
 
-__all__ = ["save_reproduction_curve"]
+__all__ = ["save_reproduction_curve", "save_anytime_comparison"]
+
+#: One run's anytime curve: its label, the epochs measured, −log p(x) at them and the
+#: published value (or ``None``).
+Curve = tuple[str, Sequence[int], Sequence[float], float | None]
 
 
 def save_reproduction_curve(
@@ -47,13 +54,8 @@ def save_reproduction_curve(
         ax.plot(x, nll, marker=".", label="pyro_vae (anytime estimate)")
         if paper is not None:
             ax.axhline(paper, color="black", linestyle="--", label=f"{paper_label}: {paper:.2f}")
-        if i == 0 and max(epochs) > 10:
-            ax.set_xscale("log")
-            # Epochs at 1, 2 and 5 × 10^k, written out: over less than a decade matplotlib
-            # labels its minor ticks (2×10¹ 3×10¹ 4×10¹ ...), and the labels overlap.
-            ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
+        if i == 0:
+            _epoch_axis(ax, max(epochs))
         ax.set_xlabel(label)
         ax.set_ylabel("test −log p(x) (nats, lower is better)")
         ax.grid(alpha=0.3)
@@ -61,3 +63,71 @@ def save_reproduction_curve(
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def save_anytime_comparison(curves: Sequence[Curve], title: str, path: str | os.PathLike) -> Path:
+    """Plots several runs' anytime −log p(x) against the epoch (left) and each run's
+    difference from the first, the reference, at the epochs both measured (right).
+
+    Each published value is a dashed line in its run's colour; on the right, the
+    published difference from the reference's published value, where both exist.
+
+    Arguments:
+        curves: ``(label, epochs, nll, paper)`` per run, the reference first; ``epochs``
+            increasing and as long as ``nll``.
+
+    Raises:
+        ValueError: fewer than two curves, a curve with no point, or epochs and values
+            of different lengths.
+    """
+    check_figure_path(path)
+    if len(curves) < 2:
+        raise ValueError(f"a comparison needs at least two curves, got {len(curves)}")
+    for label, epochs, nll, _ in curves:
+        if not epochs or len(epochs) != len(nll):
+            raise ValueError(
+                f"curve {label!r}: {len(epochs)} epochs and {len(nll)} values; "
+                "expected as many, at least one"
+            )
+    fig = Figure(figsize=(11, 4.2))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    ref_label, ref_epochs, ref_nll, ref_paper = curves[0]
+    reference = dict(zip(ref_epochs, ref_nll, strict=True))
+    for i, (label, epochs, nll, paper) in enumerate(curves):
+        color = f"C{i}"
+        left.plot(epochs, nll, marker=".", markersize=3, color=color, label=label)
+        if paper is not None:
+            left.axhline(paper, color=color, linestyle="--", linewidth=1)
+        if i == 0:
+            continue
+        shared = [(e, v - reference[e]) for e, v in zip(epochs, nll, strict=True) if e in reference]
+        if shared:
+            right.plot(*zip(*shared, strict=True), marker=".", markersize=3, color=color,
+                       label=f"{label} − reference")  # fmt: skip
+        if paper is not None and ref_paper is not None:
+            right.axhline(paper - ref_paper, color=color, linestyle="--", linewidth=1)
+    right.axhline(0, color="black", linewidth=0.8)
+    last = max(max(epochs) for _, epochs, _, _ in curves)
+    for ax, ylabel in ((left, "test −log p(x) (nats)"), (right, "difference (nats)")):
+        _epoch_axis(ax, last)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel + ", lower is better")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    left.set_title("anytime estimates (dashed: the papers)", fontsize="medium")
+    right.set_title(f"at equal epochs, against {ref_label}", fontsize="medium")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _epoch_axis(ax: Axes, last: float) -> None:
+    """A log-scale epoch axis past 10 epochs, labelled at 1, 2 and 5 × 10^k, written out:
+    over less than a decade matplotlib labels its minor ticks (2×10¹ 3×10¹ 4×10¹ ...),
+    and the labels overlap."""
+    if last <= 10:
+        return
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())

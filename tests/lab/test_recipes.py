@@ -176,6 +176,15 @@ def test_the_command_line_reproduces_and_names_unknown_recipes(tmp_path, capsys)
     assert "trained with objective elbo" in capsys.readouterr().err
 
 
+def test_an_interrupted_command_says_how_to_go_on(monkeypatch, capsys):
+    def interrupt(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "reproduce_command", interrupt)
+    assert cli.main(["reproduce", "burda2015-1layer", "--no-progress"]) == 130
+    assert "pyro-vae reproduce: interrupted (resume it with --resume)" in capsys.readouterr().err
+
+
 def _trained_on_digits(name: str, **change) -> tuple[float, int, float]:
     """(KL, active units, −log p(x)) of the recipe's model after 8 epochs on mnist5k, with
     the recipe's learning rate and a warm-up over 5 of the 8 epochs (175 steps)."""

@@ -1,0 +1,198 @@
+"""Recipe runs side by side: anytime curves read from run folders, compared at equal epochs,
+projected from a finished reference, drawn, and written into REPRODUCTION.md's sections."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import pyro_vae as pv
+from pyro_vae.lab import recipes
+from pyro_vae.lab._reproduction import write_section
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = {"smoke_test": True, "table": None, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """Smoke runs named as bench/reproduction_queue.sh names them; one stopped after 1 epoch."""
+    folder = tmp_path_factory.mktemp("runs")
+    recipes.reproduce("burda2015-1layer", "elbo", out=folder / "burda2015-1layer_elbo", **SMOKE)
+    recipes.reproduce(
+        "burda2015-1layer", "iwae:k=5", out=folder / "burda2015-1layer_iwae_k-5", **SMOKE
+    )
+    recipes.reproduce(
+        "burda2015-1layer", "iwae-dreg:k=5", out=folder / "burda2015-1layer_iwae-dreg_k-5",
+        max_minutes=1e-9, **SMOKE,
+    )  # fmt: skip
+    return folder
+
+
+def _curve(epochs, nll, *, final=None, paper=None, protocol=None, name="a") -> recipes.AnytimeCurve:
+    return recipes.AnytimeCurve(
+        "burda2015-1layer", name, tuple(epochs), tuple(nll), tuple(float(e) for e in epochs),
+        trained=max(epochs), planned=100, final=final, paper=paper,
+        protocol=protocol or {"dataset": "mnist", "test_examples": 1000, "test_samples": 1000,
+                              "smoke_test": False},
+        path=Path(name),
+    )  # fmt: skip
+
+
+def test_a_run_folder_s_anytime_curve_is_read_as_it_stands(runs):
+    done = recipes.anytime_curve(runs / "burda2015-1layer_elbo")
+    log = [line.split(",") for line in (runs / "burda2015-1layer_elbo" / "log.csv").open()][1:]
+    assert done.epochs == (1, 2) and done.nll == tuple(-float(row[4]) for row in log)
+    assert done.hours[0] < done.hours[1] == pytest.approx(sum(float(row[3]) for row in log) / 3600)
+    metrics = json.loads((runs / "burda2015-1layer_elbo" / "metrics.json").read_text())
+    assert done.finished and done.final == metrics["nll"] and done.paper == 86.76
+    assert (done.trained, done.planned, done.label) == (2, 2, "burda2015-1layer, elbo")
+    assert done.protocol == {
+        "dataset": "mnist5k", "test_examples": 50, "test_samples": 5, "smoke_test": True
+    }  # fmt: skip
+    cut = recipes.anytime_curve(runs / "burda2015-1layer_iwae-dreg_k-5")
+    assert not cut.finished and cut.trained == 1 and cut.epochs == (1,)
+    assert cut.paper == 85.54  # DReG is measured against IWAE at its k
+
+
+def test_a_folder_that_is_not_a_recipe_run_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no config.json: it is not a run folder"):
+        recipes.anytime_curve(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"latent_dim": 2}))
+    (tmp_path / "log.csv").write_text("epoch,train_loss,valid_loss,seconds,test_log_likelihood\n")
+    with pytest.raises(ValueError, match="is not a recipe run"):
+        recipes.anytime_curve(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"recipe": "nope", "objective": "elbo"}))
+    with pytest.raises(ValueError, match="unknown recipe 'nope'; choose one of"):
+        recipes.anytime_curve(tmp_path)
+
+
+def test_runs_compare_at_the_epochs_both_measured():
+    reference = _curve([20, 40, 60, 80], [95.0, 93.0, 92.0, 91.0])
+    other = _curve([20, 40, 60], [93.5, 91.6, 90.4], name="b")
+    pair = recipes.at_equal_epochs(reference, other)
+    assert [epoch for epoch, _, _ in pair.rows] == [20, 40, 60]
+    assert pair.differences == pytest.approx((-1.5, -1.4, -1.6))
+    assert recipes.at_equal_epochs(other, reference).differences == pytest.approx((1.5, 1.4, 1.6))
+
+
+def test_a_run_on_its_way_is_projected_from_a_finished_reference():
+    reference = _curve([20, 40, 60, 80], [95.0, 93.0, 92.0, 91.0], final=87.0)
+    other = _curve([20, 40, 60], [93.5, 91.6, 90.4], name="b")
+    projection = recipes.at_equal_epochs(reference, other).projection(last=2)
+    assert projection.value == pytest.approx(87.0 - 1.5) and projection.epoch == 80
+    assert (projection.low, projection.high) == pytest.approx((-1.6, -1.4))
+    assert projection.over == (40, 60)
+    assert recipes.at_equal_epochs(reference, other).projection(last=3).offset == pytest.approx(
+        -1.5
+    )
+    # No projection: too few shared epochs, an unscored reference, a scored other run.
+    assert recipes.at_equal_epochs(reference, other).projection(last=4) is None
+    unscored = replace(reference, final=None)
+    assert recipes.at_equal_epochs(unscored, other).projection(last=1) is None
+    assert recipes.at_equal_epochs(reference, replace(other, final=86.0)).projection(1) is None
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="last must be a positive integer"):
+            recipes.at_equal_epochs(reference, other).projection(last=bad)
+
+
+def test_curves_of_different_protocols_refuse_to_compare():
+    reference = _curve([20], [95.0])
+    other = _curve([20], [94.0], name="b", protocol={**reference.protocol, "test_samples": 5000})
+    with pytest.raises(ValueError, match="measured differently .*K = 5000 on 1000 test images"):
+        recipes.at_equal_epochs(reference, other)
+
+
+def test_the_comparison_figure_is_drawn_and_its_input_checked(tmp_path):
+    curves = [("one layer", [20, 40, 80], [95.0, 93.0, 91.0], 86.76)]
+    curves.append(("two layers", [20, 40], [93.5, 91.5], 85.33))
+    path = pv.plots.save_anytime_comparison(curves, "layers", tmp_path / "o.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="at least two curves, got 1"):
+        pv.plots.save_anytime_comparison(curves[:1], "layers", tmp_path / "o.png")
+    with pytest.raises(ValueError, match="curve 'two layers': 2 epochs and 1 values"):
+        pv.plots.save_anytime_comparison(
+            [curves[0], ("two layers", [20, 40], [93.5], None)], "t", tmp_path / "o.png"
+        )
+
+
+def test_a_section_is_added_then_replaced_and_the_rest_kept(tmp_path):
+    table = tmp_path / "R.md"
+    table.write_text("# Title\n\n| recipe |\n|---|\n")
+    write_section(table, "orderings", "first\n")
+    assert table.read_text().endswith(
+        "|---|\n\n<!-- begin orderings -->\nfirst\n<!-- end orderings -->\n"
+    )
+    table.write_text(table.read_text() + "\n## Notes\n\nby hand\n")
+    write_section(table, "orderings", "second")
+    text = table.read_text()
+    assert "first" not in text and text.count("second") == 1 and text.endswith("by hand\n")
+    assert text.startswith("# Title\n\n| recipe |")
+    table.write_text("<!-- begin orderings -->\nno end\n")
+    with pytest.raises(ValueError, match="has no '<!-- end orderings -->' after it"):
+        write_section(table, "orderings", "x")
+    for bad in ("", "a-->b", "a\nb"):
+        with pytest.raises(ValueError, match="a section name is a non-empty line"):
+            write_section(table, bad, "x")
+
+
+_HOLDER = """
+import sys
+from pathlib import Path
+from pyro_vae.lab._reproduction import _locked
+table = Path(sys.argv[1])
+with _locked(table):
+    text = table.read_text()
+    print("locked", flush=True)
+    sys.stdin.readline()
+    table.write_text(text + "written by the holder\\n")
+"""
+
+
+def test_a_second_process_editing_the_table_waits_for_the_first(tmp_path):
+    """Two runs that finish together each rewrite REPRODUCTION.md from what they read:
+    without the table's lock the second would write over the first's row."""
+    table = tmp_path / "R.md"
+    table.write_text("# Reproduction\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(table)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        writer = threading.Thread(target=write_section, args=(table, "ours", "row"))
+        writer.start()
+        writer.join(timeout=1.0)
+        assert writer.is_alive(), "the writer waits while the holder has the lock"
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=30) == 0
+        writer.join(timeout=30)
+    finally:
+        holder.kill()
+    text = table.read_text()
+    assert "written by the holder" in text and "<!-- begin ours -->\nrow\n" in text
+
+
+def test_the_orderings_benchmark_writes_its_figures_and_section(runs, tmp_path, capsys):
+    table = tmp_path / "REPRODUCTION.md"
+    table.write_text("# Reproduction\n\n## Notes\n")
+    script = runpy.run_path(str(ROOT / "bench" / "reproduction_orderings.py"))
+    assert script["main"]([str(runs), "--table", str(table)]) == 0
+    assert "wrote 2 ordering(s)" in capsys.readouterr().out
+    text = table.read_text()
+    assert (tmp_path / "reproduction" / "ordering_iwae.png").is_file()
+    assert (tmp_path / "reproduction" / "ordering_dreg.png").is_file()
+    assert "![IWAE and DReG against the VAE (one layer)](reproduction/ordering_iwae.png)" in text
+    assert "| 2 | " in text and "still training" in text and "scored" in text
+    (tmp_path / "empty").mkdir()
+    assert script["main"]([str(tmp_path / "empty"), "--table", str(table)]) == 1
+    assert "no ordering has its runs in" in capsys.readouterr().err
+    assert table.read_text() == text
