@@ -259,36 +259,57 @@ def anytime_curve(path: str | os.PathLike) -> AnytimeCurve:
     Raises:
         FileNotFoundError: ``path`` holds no ``config.json`` or ``log.csv``.
         ValueError: the folder is not a run of ``reproduce`` (its config names no
-            recipe), or names an unknown recipe or objective.
+            recipe), names an unknown recipe or objective, or holds a damaged file.
     """
     folder = Path(path)
     for name in ("config.json", "log.csv"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} holds no {name}: it is not a run folder")
-    config = json.loads((folder / "config.json").read_text())
+    config = _read_json(folder / "config.json")
     if "recipe" not in config or "objective" not in config:
         raise ValueError(f"{folder} is not a recipe run (its config names no recipe)")
     recipe, objective = get(config["recipe"]), config["objective"]
     paper, _ = recipe.paper_value(objective)
     smoke_test = bool(config.get("smoke_test"))
     plan = _plan(recipe, smoke_test)
-    with open(folder / "log.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    hours, points, elapsed = [], [], 0.0
-    for row in rows:
-        elapsed += float(row["seconds"]) / 3600
-        value = float(row["test_log_likelihood"])
-        if not math.isnan(value):
-            points.append((int(row["epoch"]), -value))
-            hours.append(elapsed)
+    trained, points = _read_log(folder / "log.csv")
     metrics = folder / "metrics.json"
-    final = json.loads(metrics.read_text())["nll"] if metrics.is_file() else None
+    final = _read_json(metrics).get("nll") if metrics.is_file() else None
     protocol = {key: plan[key] for key in ("dataset", "test_examples", "test_samples")}
     return AnytimeCurve(
-        recipe.name, objective, tuple(e for e, _ in points), tuple(v for _, v in points),
-        tuple(hours), int(rows[-1]["epoch"]) if rows else 0, plan["epochs"], final, paper,
+        recipe.name, objective, tuple(e for e, _, _ in points), tuple(v for _, _, v in points),
+        tuple(h for _, h, _ in points), trained, plan["epochs"], final, paper,
         protocol | {"smoke_test": smoke_test}, folder,
     )  # fmt: skip
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds a {type(value).__name__}, expected an object")
+    return value
+
+
+def _read_log(path: Path) -> tuple[int, list[tuple[int, float, float]]]:
+    """The epochs in a run's ``log.csv`` and its anytime points ``(epoch, hours, −log p(x))``."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"epoch", "seconds", "test_log_likelihood"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path} has no column {', '.join(sorted(missing))}")
+        epoch, elapsed, points = 0, 0.0, []
+        for row in reader:
+            try:
+                epoch, value = int(row["epoch"]), float(row["test_log_likelihood"])
+                elapsed += float(row["seconds"]) / 3600
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}, line {reader.line_num}: not numbers: {row}") from None
+            if not math.isnan(value):
+                points.append((epoch, elapsed, -value))
+    return epoch, points
 
 
 def _plan(recipe: Recipe, smoke_test: bool) -> dict[str, Any]:

@@ -74,6 +74,27 @@ def test_a_folder_that_is_not_a_recipe_run_is_named(tmp_path):
         recipes.anytime_curve(tmp_path)
 
 
+def test_damaged_files_of_a_run_folder_are_named(runs, tmp_path):
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(runs / "burda2015-1layer_elbo", folder)
+    (folder / "metrics.json").write_text("{")
+    with pytest.raises(ValueError, match="metrics.json is not valid JSON"):
+        recipes.anytime_curve(folder)
+    (folder / "metrics.json").write_text("[1]")
+    with pytest.raises(ValueError, match="metrics.json holds a list, expected an object"):
+        recipes.anytime_curve(folder)
+    (folder / "metrics.json").unlink()
+    log = (folder / "log.csv").read_text().splitlines()
+    (folder / "log.csv").write_text("\n".join([log[0], "x" + log[1]]) + "\n")
+    with pytest.raises(ValueError, match="log.csv, line 2: not numbers"):
+        recipes.anytime_curve(folder)
+    (folder / "log.csv").write_text("epoch,seconds\n1,2.0\n")
+    with pytest.raises(ValueError, match="log.csv has no column test_log_likelihood"):
+        recipes.anytime_curve(folder)
+
+
 def test_runs_compare_at_the_epochs_both_measured():
     reference = _curve([20, 40, 60, 80], [95.0, 93.0, 92.0, 91.0])
     other = _curve([20, 40, 60], [93.5, 91.6, 90.4], name="b")
