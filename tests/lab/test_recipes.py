@@ -37,6 +37,21 @@ def test_burda2015_recipes_state_the_paper_s_setup():
     assert (two["elbo"], two["iwae:k=5"], two["iwae:k=50"]) == (85.33, 83.89, 82.90)
 
 
+def test_the_code_variant_differs_from_the_paper_s_text_only_in_adam():
+    """The paper's code runs Adam with β₁ = 0.99 on the batch's summed gradient; on the mean
+    gradient (pv.fit's) the same update has ε / batch size."""
+    from dataclasses import asdict
+
+    text, code = (
+        asdict(recipes.get("burda2015-1layer")),
+        asdict(recipes.get("burda2015-1layer-code")),
+    )
+    differ = {key for key in text if text[key] != code[key]}
+    assert differ == {"name", "reference", "notes", "adam_betas", "adam_eps"}
+    assert code["adam_betas"] == (0.99, 0.999)
+    assert code["adam_eps"] == pytest.approx(1e-4 / code["batch_size"])
+
+
 def test_the_networks_are_the_paper_s():
     vae = build_vae(recipes.get("burda2015-1layer").model)
     widths = [m.out_features for m in vae.encoder.net.modules() if isinstance(m, torch.nn.Linear)]
@@ -166,7 +181,7 @@ def test_the_command_line_reproduces_and_names_unknown_recipes(tmp_path, capsys)
     with pytest.raises(SystemExit) as exit_:
         cli.main(["reproduce", "nope"])
     assert exit_.value.code == 2
-    assert "choose from 'burda2015-1layer', 'burda2015-2layer'" in capsys.readouterr().err
+    assert "choose from 'burda2015-1layer', 'burda2015-1layer-code'" in capsys.readouterr().err
     argv = ["reproduce", "burda2015-1layer", "--smoke-test", "--no-progress"]
     argv += ["--out", str(tmp_path / "run"), "--table", str(tmp_path / "R.md")]
     assert cli.main(argv) == 0
