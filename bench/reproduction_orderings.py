@@ -45,6 +45,7 @@ ORDERINGS = (
 # The epochs a table shows: early ones, then every 100 to 1,000, then every 500.
 SHOWN = {20, 40, 60, 80} | set(range(100, 1001, 100)) | set(range(1500, 3281, 500))
 LAST = 5  # shared epochs averaged for a projection
+SINCE = 0.1  # of the budget: earlier differences still move, and are not projected from
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +84,8 @@ _INTRO = (
     "reference. Where the reference has trained its epochs and been scored, the other run is "
     f"projected to the end by adding the mean difference over the last {LAST} shared epochs "
     "to the reference's final score: an extrapolation that assumes the difference holds, "
-    "not a result (the range of those differences is given beside it)."
+    "not a result (the range of those differences is given beside it). Differences in the "
+    f"first {SINCE:.0%} of the budget still move, and nothing is projected from them."
 )
 
 
@@ -117,7 +119,7 @@ def _section(
     for curve in (ref, *(pair.other for pair in pairs)):
         lines.append(f"- {_progress(curve)}")
     for pair in pairs:
-        projection = pair.projection(LAST)
+        projection = pair.projection(LAST, since=int(SINCE * ref.planned))
         if projection is not None:
             lines.append(
                 f"- Projected: {pair.other.label} at epoch {projection.epoch}: "

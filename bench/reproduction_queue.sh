@@ -6,7 +6,9 @@
 #   OMP_NUM_THREADS=1 taskset -c 1 bench/reproduction_queue.sh DATA_DIR RUNS_DIR MINUTES [TABLE]
 #
 # DATA_DIR holds mnist.npz (../shared/get-mnist DATA_DIR); RUNS_DIR gets one folder per run;
-# TABLE is the REPRODUCTION.md that gets the rows (default: the one beside bench/).
+# TABLE is the REPRODUCTION.md that gets the rows (default: the one beside bench/). After each
+# run the orderings at equal epochs (bench/reproduction_orderings.py) are redrawn, and with the
+# default table README.md's summary (bench/reproduction_summary.py) is rewritten.
 set -euo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: $0 DATA_DIR RUNS_DIR MINUTES [TABLE]" >&2
@@ -15,8 +17,8 @@ fi
 data=$1 runs=$2 minutes=$3
 root=$(cd "$(dirname "$0")/.." && pwd)
 table=${4:-$root/REPRODUCTION.md}
-cli=pyro-vae  # the checkout's own environment first (make .venv/.test)
-[ -x "$root/.venv/bin/pyro-vae" ] && cli=$root/.venv/bin/pyro-vae
+cli=pyro-vae python=python  # the checkout's own environment first (make .venv/.test)
+[ -x "$root/.venv/bin/pyro-vae" ] && cli=$root/.venv/bin/pyro-vae python=$root/.venv/bin/python
 deadline=$(( $(date +%s) + ${minutes%.*} * 60 ))
 # The paper's rows in the order the targets need them.
 queue=(
@@ -42,5 +44,10 @@ for entry in "${queue[@]}"; do
     [ -f "$out/checkpoint.pt" ] && resume=(--resume)
     "$cli" reproduce "$recipe" --objective "$objective" --data-dir "$data" --out "$out" \
         --max-minutes "$left" --table "$table" "${resume[@]}"
+    # The orderings at equal epochs and README's table, brought up to date with the new row.
+    "$python" "$root/bench/reproduction_orderings.py" "$runs" --table "$table" || true
+    if [ "$table" = "$root/REPRODUCTION.md" ]; then
+        "$python" "$root/bench/reproduction_summary.py" || true
+    fi
     [ -f "$out/metrics.json" ] || exit 0  # stopped at its budget: the next call resumes it
 done

@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from pyro_vae.lab._recipe import Recipe
     from pyro_vae.models.vae import VAE
 
-__all__ = ["Reproduction", "final_scores", "write_results", "write_section", "device_name"]
+__all__ = [
+    "Reproduction", "final_scores", "write_results", "write_section", "read_rows", "device_name",
+]  # fmt: skip
 
 _COLUMNS = (
     "recipe", "objective", "paper", "ours", "± over images", "± Monte Carlo", "epochs",
@@ -145,7 +147,7 @@ def write_results(result: Reproduction, table: str | Path | None) -> None:
     row = _row(result, paper, against, figure, table)
 
     def add_row(text: str) -> str:
-        rows = [r for r in _read_rows(text) if _key(r) != _key(row)] + [row]
+        rows = [r for r in read_rows(text) if _key(r) != _key(row)] + [row]
         rows.sort(key=lambda r: (r["recipe"], r["objective"], r["device"]))
         lines = [_HEADER, "| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
         lines += ["| " + " | ".join(r[c] for c in _COLUMNS) + " |" for r in rows]
@@ -252,7 +254,7 @@ def _after_table(text: str) -> str:
     return "".join(lines[end:])
 
 
-def _read_rows(text: str) -> list[dict[str, str]]:
+def read_rows(text: str) -> list[dict[str, str]]:
     """The rows of the table in ``text`` (none if it has no such table)."""
     rows = []
     for line in text.splitlines():

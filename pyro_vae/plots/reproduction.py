@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def save_anytime_comparison(curves: Sequence[Curve], title: str, path: str | os.
         shared = [(e, v - reference[e]) for e, v in zip(epochs, nll, strict=True) if e in reference]
         if shared:
             right.plot(*zip(*shared, strict=True), marker=".", markersize=3, color=color,
-                       label=f"{label} − reference")  # fmt: skip
+                       label=label)  # fmt: skip
         if paper is not None and ref_paper is not None:
             right.axhline(paper - ref_paper, color=color, linestyle="--", linewidth=1)
     right.axhline(0, color="black", linewidth=0.8)
@@ -115,7 +116,7 @@ def save_anytime_comparison(curves: Sequence[Curve], title: str, path: str | os.
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     left.set_title("anytime estimates (dashed: the papers)", fontsize="medium")
-    right.set_title(f"at equal epochs, against {ref_label}", fontsize="medium")
+    right.set_title(textwrap.fill(f"at equal epochs, minus {ref_label}", 50), fontsize="medium")
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)

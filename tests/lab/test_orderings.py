@@ -122,6 +122,16 @@ def test_a_run_on_its_way_is_projected_from_a_finished_reference():
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="last must be a positive integer"):
             recipes.at_equal_epochs(reference, other).projection(last=bad)
+    # Early epochs left out: from epoch 40 on, two differences remain.
+    late = recipes.at_equal_epochs(reference, other).projection(last=2, since=40)
+    assert late.over == (40, 60)
+    assert recipes.at_equal_epochs(reference, other).projection(last=3, since=40) is None
+    assert recipes.at_equal_epochs(reference, other).projection(last=1, since=60).offset == (
+        pytest.approx(-1.6)
+    )
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="since must be an epoch"):
+            recipes.at_equal_epochs(reference, other).projection(since=bad)
 
 
 def test_curves_of_different_protocols_refuse_to_compare():
@@ -217,3 +227,24 @@ def test_the_orderings_benchmark_writes_its_figures_and_section(runs, tmp_path, 
     assert script["main"]([str(tmp_path / "empty"), "--table", str(table)]) == 1
     assert "no ordering has its runs in" in capsys.readouterr().err
     assert table.read_text() == text
+
+
+def test_the_summary_puts_the_real_rows_into_the_readme(tmp_path, capsys):
+    from pyro_vae.lab._reproduction import write_results
+
+    table, readme = tmp_path / "REPRODUCTION.md", tmp_path / "README.md"
+    result = recipes.reproduce(
+        "burda2015-1layer", "elbo", out=tmp_path / "run", table=table, smoke_test=True,
+        progress=False,
+    )  # fmt: skip
+    readme.write_text("# Title\n\n<!-- begin reproduction -->\nold\n<!-- end reproduction -->\n")
+    script = runpy.run_path(str(ROOT / "bench" / "reproduction_summary.py"))
+    argv = ["--table", str(table), "--readme", str(readme)]
+    assert script["main"](argv) == 1  # smoke-test rows mean nothing: none to summarise
+    assert "has no row to summarise" in capsys.readouterr().err
+    write_results(replace(result, smoke_test=False), table)  # as a real run's row
+    assert script["main"](argv) == 0
+    text = readme.read_text()
+    row = f"| `burda2015-1layer` | `elbo` | 86.76 | {result.scores['nll']:.2f} | "
+    assert row in text and "smoke test" not in text and "old" not in text
+    assert "[REPRODUCTION.md](REPRODUCTION.md)" in text and text.startswith("# Title\n")
