@@ -181,7 +181,7 @@ def test_the_command_line_reproduces_and_names_unknown_recipes(tmp_path, capsys)
     with pytest.raises(SystemExit) as exit_:
         cli.main(["reproduce", "nope"])
     assert exit_.value.code == 2
-    assert "choose from 'burda2015-1layer', 'burda2015-1layer-code'" in capsys.readouterr().err
+    assert "choose from 'burda2015-1layer', 'burda2015-2layer'" in capsys.readouterr().err
     argv = ["reproduce", "burda2015-1layer", "--smoke-test", "--no-progress"]
     argv += ["--out", str(tmp_path / "run"), "--table", str(tmp_path / "R.md")]
     assert cli.main(argv) == 0
