@@ -128,7 +128,7 @@ class EqualEpochs:
         least ``last`` epochs from ``since`` on.
 
         Raises:
-            ValueError: ``last`` is not a positive integer, or ``since`` is negative.
+            ValueError: ``last`` is not a positive integer, or ``since`` not an integer ≥ 0.
         """
         if isinstance(last, bool) or not isinstance(last, int) or last < 1:
             raise ValueError(f"last must be a positive integer, got {last!r}")
