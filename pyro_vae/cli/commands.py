@@ -49,6 +49,7 @@ from pyro_vae.cli._runs import (
     new_run_splits,
     pick_device,
 )
+from pyro_vae.cli._signals import TERMINATED_EXIT_CODE, Terminated, terminate_as_interrupt
 from pyro_vae.infer import evaluate
 from pyro_vae.lab.compare import compare
 from pyro_vae.models.vae import VAE
@@ -295,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Bad arguments, bad input (data, files, checkpoints, ``--config``) and sizes too
     large to allocate give one line on stderr and exit code 2 (argparse's errors
     raise ``SystemExit(2)``); a command that fails leaves no partial output behind.
+    Ctrl-C exits with 130 and SIGTERM with 143, each after one line that says how to go
+    on; ``train`` and ``reproduce`` keep their last checkpoint (see :mod:`._signals`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
@@ -313,13 +316,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.command} runs in one process; only "
                 f"{' and '.join(DISTRIBUTED_COMMANDS)} run under torchrun"
             )
-        with _one_line_warnings(args.command):
+        with terminate_as_interrupt(), _one_line_warnings(args.command):
             command(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         resumable = args.command in ("train", "reproduce")
         resume = " (resume it with --resume)" if resumable else ""
-        print(f"pyro-vae {args.command}: interrupted{resume}", file=sys.stderr)
-        return 130
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"pyro-vae {args.command}: {how}{resume}", file=sys.stderr)
+        return TERMINATED_EXIT_CODE if isinstance(e, Terminated) else 130
     except distributed.PeerError as e:
         message, code = str(e), 1
     except OSError as e:
