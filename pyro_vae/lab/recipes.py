@@ -34,6 +34,7 @@ import csv
 import json
 import math
 import os
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,10 @@ from pyro_vae.lab._recipe import Recipe
 from pyro_vae.lab._reproduction import Reproduction, device_name, final_scores, write_results
 from pyro_vae.models import init
 from pyro_vae.models.registry import build_vae
-from pyro_vae.train import schedules
+from pyro_vae.models.vae import VAE
+from pyro_vae.train import checkpoints, schedules
 from pyro_vae.train._fit import fit
+from pyro_vae.train._history import History
 from pyro_vae.train._run_folder import RunFolder
 
 __all__ = [
@@ -231,6 +234,9 @@ def reproduce(
         ValueError: an unknown recipe or objective, a run of another recipe or
             objective in ``out``, or bad data.
         FileNotFoundError: full MNIST is not in ``data_dir`` and cannot be downloaded.
+        KeyboardInterrupt: Ctrl-C (or SIGTERM under ``pyro-vae``), in training or in the
+            final scoring; ``table`` first gets the row of the run's last checkpoint, marked
+            in progress, and ``resume=True`` goes on from that checkpoint.
     """
     recipe = get(name)
     objective = objectives.parse(objective or recipe.default_objective).label
@@ -252,22 +258,46 @@ def reproduce(
         if recipe.output_bias_from_data:  # a resumed run then loads its own parameters
             init.output_bias_from_data_(vae, train)
         options = recipe.fit_options(objective, plan["epochs"]).replace(config=config)
-        history = fit(
-            vae, train, options, valid=valid, device=device, out=out, resume=resume,
-            test=test[anytime], test_every=plan["test_every"], test_samples=plan["test_samples"],
-            max_minutes=max_minutes, progress=progress,
-        )  # fmt: skip
-        scores = None
-        if not history.out_of_time:
-            rows = data.subset_rows(plan["dataset"], "test", plan["eval_examples"], root=data_dir)
-            scores = final_scores(vae, test[rows], plan["eval_samples"], folder,
-                                  recompute=not history.nothing_to_do)  # fmt: skip
-        device_used = device_name(next(vae.parameters()).device)
+        try:
+            history = fit(
+                vae, train, options, valid=valid, device=device, out=out, resume=resume,
+                test=test[anytime], test_every=plan["test_every"],
+                test_samples=plan["test_samples"], max_minutes=max_minutes, progress=progress,
+            )  # fmt: skip
+            scores = None
+            if not history.out_of_time:
+                rows = data.subset_rows(plan["dataset"], "test", plan["eval_examples"],
+                                        root=data_dir)  # fmt: skip
+                scores = final_scores(vae, test[rows], plan["eval_samples"], folder,
+                                      recompute=not history.nothing_to_do)  # fmt: skip
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM under the command line
+            saved = _saved_history(folder)
+            if saved is not None:  # the row shows what a resumed run will start from
+                result = Reproduction(
+                    recipe, objective, saved, None, Path(out), smoke_test, plan, _device_of(vae)
+                )
+                with suppress(OSError):  # the interrupt matters more than the row
+                    write_results(result, table)
+            raise
         result = Reproduction(
-            recipe, objective, history, scores, Path(out), smoke_test, plan, device_used
+            recipe, objective, history, scores, Path(out), smoke_test, plan, _device_of(vae)
         )
         write_results(result, table)
     return result
+
+
+def _device_of(vae: VAE) -> str:
+    """The device ``vae`` trained on, in words (``fit`` moved it there)."""
+    return device_name(next(vae.parameters()).device)
+
+
+def _saved_history(folder: RunFolder) -> History | None:
+    """The epochs that the run folder's last checkpoint holds, or ``None`` without one."""
+    try:
+        state = checkpoints.load(folder.path / "checkpoint.pt")
+    except (OSError, checkpoints.CheckpointError):
+        return None
+    return History([dict(row) for row in state.get("history", [])], state.get("best_epoch"))
 
 
 def anytime_curve(path: str | os.PathLike) -> AnytimeCurve:

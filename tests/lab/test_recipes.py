@@ -4,6 +4,7 @@ resumable, and written into REPRODUCTION.md."""
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 
 import pyro
 import pytest
@@ -12,8 +13,10 @@ import torch
 import pyro_vae as pv
 from pyro_vae.cli import commands as cli
 from pyro_vae.lab import recipes
+from pyro_vae.lab._reproduction import read_rows
 from pyro_vae.models.registry import build_vae
 from pyro_vae.train import schedules
+from pyro_vae.train._trainer import Trainer
 
 
 def test_burda2015_recipes_state_the_paper_s_setup():
@@ -175,6 +178,37 @@ def test_an_interrupted_recipe_run_resumes_exactly_and_refuses_another_recipe(tm
     b = pv.checkpoints.load(tmp_path / "b" / "checkpoint.pt")["params"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert done.scores == straight.scores | {"seconds": done.scores["seconds"]}
+
+
+@pytest.mark.parametrize("where", ["training", "scoring"])
+def test_an_interrupt_writes_the_row_of_the_last_checkpoint(tmp_path, monkeypatch, where):
+    """Ctrl-C (or SIGTERM under pyro-vae) in training or in the final scoring still puts the
+    run's row into the table, from the checkpoint a resumed run starts from."""
+    table, out = tmp_path / "REPRODUCTION.md", tmp_path / "run"
+    kwargs = {"smoke_test": True, "progress": False, "out": out}
+
+    def interrupt(*args, **kw):
+        raise KeyboardInterrupt
+
+    if where == "training":  # one epoch saved, then Ctrl-C at the next step
+        recipes.reproduce("burda2015-1layer", "elbo", max_minutes=1e-9, table=None, **kwargs)
+        monkeypatch.setattr(Trainer, "apply", interrupt)
+        saved = 1
+    else:  # both epochs trained, then Ctrl-C while scoring
+        monkeypatch.setattr(recipes, "final_scores", interrupt)
+        saved = 2
+    with pytest.raises(KeyboardInterrupt):
+        recipes.reproduce("burda2015-1layer", "elbo", resume=saved == 1, table=table, **kwargs)
+    (row,) = read_rows(table.read_text())
+    assert row["epochs"] == f"{saved} of 2" and row["ours"].endswith("(in progress)"), row
+    assert not (out / "metrics.json").exists()
+    monkeypatch.undo()
+    trained = pytest.warns(UserWarning, match="nothing to train") if saved == 2 else nullcontext()
+    with trained:
+        done = recipes.reproduce("burda2015-1layer", "elbo", resume=True, table=table, **kwargs)
+    assert done.scores is not None
+    (row,) = read_rows(table.read_text())
+    assert row["epochs"] == "2 of 2" and "(in progress)" not in row["ours"], row
 
 
 def test_the_command_line_reproduces_and_names_unknown_recipes(tmp_path, capsys):
