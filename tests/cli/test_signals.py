@@ -29,6 +29,13 @@ def _epochs_logged(folder: Path) -> int:
         return 0
 
 
+def _assert_handled() -> None:
+    """Before a test sends SIGTERM to its own process: without the handler that would end
+    the whole test session instead of failing one test."""
+    handler = signal.getsignal(signal.SIGTERM)
+    assert handler not in (signal.SIG_DFL, None), "SIGTERM is not handled here"
+
+
 def test_sigterm_stops_a_training_run_that_then_resumes(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -55,6 +62,7 @@ def test_sigterm_stops_a_training_run_that_then_resumes(tmp_path):
 
 def test_sigterm_during_a_command_is_reported_and_the_handler_restored(monkeypatch, capsys):
     def terminated(args):
+        _assert_handled()
         os.kill(os.getpid(), signal.SIGTERM)
         for _ in range(500):  # the handler runs at the next bytecode boundary
             time.sleep(0.01)
@@ -70,6 +78,7 @@ def test_sigterm_during_a_command_is_reported_and_the_handler_restored(monkeypat
 def test_terminated_is_an_interrupt():
     assert issubclass(Terminated, KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+        _assert_handled()
         os.kill(os.getpid(), signal.SIGTERM)
         for _ in range(500):
             time.sleep(0.01)
