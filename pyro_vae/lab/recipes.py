@@ -34,6 +34,7 @@ import csv
 import json
 import math
 import os
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
@@ -242,13 +243,7 @@ def reproduce(
     objective = objectives.parse(objective or recipe.default_objective).label
     recipe.paper_value(objective)  # refuses an objective the recipe does not offer
     plan = _plan(recipe, smoke_test)
-    train = data.load(plan["dataset"], recipe.train_split if not smoke_test else "train",
-                      root=data_dir)  # fmt: skip
-    test = data.load(plan["dataset"], "test", binarize="static", root=data_dir)
-    anytime = data.subset_rows(plan["dataset"], "test", plan["test_examples"], root=data_dir)
-    valid = None
-    if recipe.valid_split is not None:
-        valid = data.load(plan["dataset"], recipe.valid_split, binarize="static", root=data_dir)
+    train, valid, test, anytime = _recipe_data(recipe, plan, data_dir, smoke_test)
     # The recipe first: resuming under another one names it before any part of the model.
     config = {"recipe": name, "smoke_test": smoke_test, **recipe.model, "dataset": plan["dataset"]}
     folder = RunFolder(out)
@@ -258,37 +253,74 @@ def reproduce(
         if recipe.output_bias_from_data:  # a resumed run then loads its own parameters
             init.output_bias_from_data_(vae, train)
         options = recipe.fit_options(objective, plan["epochs"]).replace(config=config)
+
+        def result_of(history: History, scores: dict[str, Any] | None) -> Reproduction:
+            device_used = device_name(next(vae.parameters()).device)  # where fit moved it
+            return Reproduction(
+                recipe, objective, history, scores, Path(out), smoke_test, plan, device_used
+            )
+
         try:
             history = fit(
                 vae, train, options, valid=valid, device=device, out=out, resume=resume,
                 test=test[anytime], test_every=plan["test_every"],
                 test_samples=plan["test_samples"], max_minutes=max_minutes, progress=progress,
             )  # fmt: skip
-            scores = None
-            if not history.out_of_time:
-                rows = data.subset_rows(plan["dataset"], "test", plan["eval_examples"],
-                                        root=data_dir)  # fmt: skip
-                scores = final_scores(vae, test[rows], plan["eval_samples"], folder,
-                                      recompute=not history.nothing_to_do)  # fmt: skip
+            if history.out_of_time:
+                scores = None
+            else:
+                scores = _score(vae, test, history, plan, data_dir, folder)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM under the command line
-            saved = _saved_history(folder)
-            if saved is not None:  # the row shows what a resumed run will start from
-                result = Reproduction(
-                    recipe, objective, saved, None, Path(out), smoke_test, plan, _device_of(vae)
-                )
-                with suppress(OSError):  # the interrupt matters more than the row
-                    write_results(result, table)
+            _write_saved_row(folder, table, result_of)
             raise
-        result = Reproduction(
-            recipe, objective, history, scores, Path(out), smoke_test, plan, _device_of(vae)
-        )
+        result = result_of(history, scores)
         write_results(result, table)
     return result
 
 
-def _device_of(vae: VAE) -> str:
-    """The device ``vae`` trained on, in words (``fit`` moved it there)."""
-    return device_name(next(vae.parameters()).device)
+def _score(
+    vae: VAE,
+    test: torch.Tensor,
+    history: History,
+    plan: dict[str, Any],
+    data_dir: str | os.PathLike | None,
+    folder: RunFolder,
+) -> dict[str, Any]:
+    """The final scores (:func:`final_scores`) on the plan's evaluation rows of ``test``,
+    computed again unless the run was resumed with nothing to train."""
+    rows = data.subset_rows(plan["dataset"], "test", plan["eval_examples"], root=data_dir)
+    recompute = not history.nothing_to_do
+    return final_scores(vae, test[rows], plan["eval_samples"], folder, recompute=recompute)
+
+
+def _recipe_data(
+    recipe: Recipe, plan: dict[str, Any], data_dir: str | os.PathLike | None, smoke_test: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """``(train, valid, test, anytime)``: the training images (binarised per step), the
+    validation and test images (binarised once) and the rows of ``test`` that the anytime
+    estimate uses; ``valid`` is ``None`` where the recipe validates on nothing."""
+    dataset = plan["dataset"]
+    train = data.load(dataset, "train" if smoke_test else recipe.train_split, root=data_dir)
+    test = data.load(dataset, "test", binarize="static", root=data_dir)
+    anytime = data.subset_rows(dataset, "test", plan["test_examples"], root=data_dir)
+    valid = None
+    if recipe.valid_split is not None:
+        valid = data.load(dataset, recipe.valid_split, binarize="static", root=data_dir)
+    return train, valid, test, anytime
+
+
+def _write_saved_row(
+    folder: RunFolder,
+    table: str | os.PathLike | None,
+    result_of: Callable[[History, dict[str, Any] | None], Reproduction],
+) -> None:
+    """After an interrupt: the row of the run's last checkpoint, in progress, which is what
+    a resumed run starts from; nothing without a checkpoint or where the table cannot be
+    written (the interrupt matters more than the row)."""
+    saved = _saved_history(folder)
+    if saved is not None:
+        with suppress(OSError):
+            write_results(result_of(saved, None), table)
 
 
 def _saved_history(folder: RunFolder) -> History | None:
