@@ -54,6 +54,7 @@ from pyro_vae.train import checkpoints, schedules
 from pyro_vae.train._fit import fit
 from pyro_vae.train._history import History
 from pyro_vae.train._run_folder import RunFolder
+from pyro_vae.train.runs import saved_history
 
 __all__ = [
     "Recipe", "RECIPES", "Reproduction", "get", "names", "reproduce",
@@ -325,11 +326,11 @@ def _write_saved_row(
 
 def _saved_history(folder: RunFolder) -> History | None:
     """The epochs that the run folder's last checkpoint holds, or ``None`` without one."""
+    path = folder.path / "checkpoint.pt"
     try:
-        state = checkpoints.load(folder.path / "checkpoint.pt")
+        return saved_history(path, checkpoints.load(path))
     except (OSError, checkpoints.CheckpointError):
         return None
-    return History([dict(row) for row in state.get("history", [])], state.get("best_epoch"))
 
 
 def anytime_curve(path: str | os.PathLike) -> AnytimeCurve:

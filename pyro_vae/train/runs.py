@@ -104,7 +104,7 @@ def load_run(
     check_same_parameters(params, vae.state_dict(), file, action="load")
     vae.load_state_dict(params)
     vae.eval()
-    return Run(vae, config, _history(file, state), file, state.get("epoch"))
+    return Run(vae, config, saved_history(file, state), file, state.get("epoch"))
 
 
 def _checkpoint_file(path: Path, which: str) -> Path:
@@ -119,8 +119,9 @@ def _checkpoint_file(path: Path, which: str) -> Path:
     raise FileNotFoundError(f"{path} holds no {' or '.join(names)}: it is not a run folder")
 
 
-def _history(file: Path, state: dict[str, Any]) -> History:
-    """The run's history: from ``state``, else from the checkpoint.pt beside it."""
+def saved_history(file: Path, state: dict[str, Any]) -> History:
+    """The history in checkpoint ``state``, read from ``file``; a file without one (best.pt)
+    gives that of the checkpoint.pt beside it."""
     if "history" not in state and file.name != CHECKPOINT and (file.parent / CHECKPOINT).is_file():
         try:
             state = checkpoints.load(file.parent / CHECKPOINT)
