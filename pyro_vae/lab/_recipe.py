@@ -6,9 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyro_vae.infer import objectives
+from pyro_vae.train import schedules
 from pyro_vae.train.options import FitOptions
 
 __all__ = ["Recipe"]
+
+# The smoke test: the same recipe on the embedded digits, for a few seconds.
+_SMOKE = {
+    "dataset": "mnist5k", "epochs": 2, "eval_samples": 10, "eval_examples": 100,
+    "test_every": 1, "test_samples": 5, "test_examples": 50,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -85,3 +92,26 @@ class Recipe:
             lr=self.lr, lr_schedule=self.lr_schedule, adam_betas=self.adam_betas,
             adam_eps=self.adam_eps, binarize=True, seed=0,
         )  # fmt: skip
+
+    def plan(self, smoke_test: bool = False) -> dict[str, Any]:
+        """The budget and protocol of a run: ``dataset``, ``epochs``, ``eval_samples``,
+        ``eval_examples``, ``test_every``, ``test_samples`` and ``test_examples``, the
+        recipe's or, with ``smoke_test``, those of a few seconds on the embedded digits.
+
+        Raises:
+            ValueError: the recipe's learning-rate schedule and its epochs disagree.
+        """
+        plan = {
+            "dataset": self.dataset, "epochs": self.epochs, "eval_samples": self.eval_samples,
+            "eval_examples": self.eval_examples, "test_every": self.test_every,
+            "test_samples": self.test_samples, "test_examples": self.test_examples,
+        }  # fmt: skip
+        if smoke_test:
+            return plan | _SMOKE
+        schedule = schedules.parse(self.lr_schedule)
+        if schedule.epochs is not None and schedule.epochs != self.epochs:
+            raise ValueError(  # a recipe whose schedule and budget disagree is a typo
+                f"recipe {self.name!r}: its schedule has {schedule.epochs} epochs, "
+                f"its budget {self.epochs}"
+            )
+        return plan

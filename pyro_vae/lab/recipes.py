@@ -30,9 +30,6 @@ References:
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import os
 from collections.abc import Callable
 from contextlib import suppress
@@ -47,10 +44,11 @@ from pyro_vae.infer import objectives
 from pyro_vae.lab._orderings import AnytimeCurve, EqualEpochs, Projection, at_equal_epochs
 from pyro_vae.lab._recipe import Recipe
 from pyro_vae.lab._reproduction import Reproduction, device_name, final_scores, write_results
+from pyro_vae.lab._run_files import read_json, read_log
 from pyro_vae.models import init
 from pyro_vae.models.registry import build_vae
 from pyro_vae.models.vae import VAE
-from pyro_vae.train import checkpoints, schedules
+from pyro_vae.train import checkpoints
 from pyro_vae.train._fit import fit
 from pyro_vae.train._history import History
 from pyro_vae.train._run_folder import RunFolder
@@ -177,12 +175,6 @@ RECIPES["vampprior2018-standard"] = Recipe(
     **_VAMP_BUDGET,
 )
 
-# The smoke test: the same recipe on the embedded digits, for a few seconds.
-_SMOKE = {
-    "dataset": "mnist5k", "train_split": "train", "epochs": 2, "eval_samples": 10,
-    "eval_examples": 100, "test_every": 1, "test_samples": 5, "test_examples": 50,
-}  # fmt: skip
-
 
 def names() -> tuple[str, ...]:
     """The recipes' names."""
@@ -243,7 +235,7 @@ def reproduce(
     recipe = get(name)
     objective = objectives.parse(objective or recipe.default_objective).label
     recipe.paper_value(objective)  # refuses an objective the recipe does not offer
-    plan = _plan(recipe, smoke_test)
+    plan = recipe.plan(smoke_test)
     train, valid, test, anytime = _recipe_data(recipe, plan, data_dir, smoke_test)
     # The recipe first: resuming under another one names it before any part of the model.
     config = {"recipe": name, "smoke_test": smoke_test, **recipe.model, "dataset": plan["dataset"]}
@@ -348,67 +340,19 @@ def anytime_curve(path: str | os.PathLike) -> AnytimeCurve:
     for name in ("config.json", "log.csv"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} holds no {name}: it is not a run folder")
-    config = _read_json(folder / "config.json")
+    config = read_json(folder / "config.json")
     if "recipe" not in config or "objective" not in config:
         raise ValueError(f"{folder} is not a recipe run (its config names no recipe)")
     recipe, objective = get(config["recipe"]), config["objective"]
     paper, _ = recipe.paper_value(objective)
     smoke_test = bool(config.get("smoke_test"))
-    plan = _plan(recipe, smoke_test)
-    trained, points = _read_log(folder / "log.csv")
+    plan = recipe.plan(smoke_test)
+    trained, points = read_log(folder / "log.csv")
     metrics = folder / "metrics.json"
-    final = _read_json(metrics).get("nll") if metrics.is_file() else None
+    final = read_json(metrics).get("nll") if metrics.is_file() else None
     protocol = {key: plan[key] for key in ("dataset", "test_examples", "test_samples")}
     return AnytimeCurve(
         recipe.name, objective, tuple(e for e, _, _ in points), tuple(v for _, _, v in points),
         tuple(h for _, h, _ in points), trained, plan["epochs"], final, paper,
         protocol | {"smoke_test": smoke_test}, folder,
     )  # fmt: skip
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path} holds a {type(value).__name__}, expected an object")
-    return value
-
-
-def _read_log(path: Path) -> tuple[int, list[tuple[int, float, float]]]:
-    """The epochs in a run's ``log.csv`` and its anytime points ``(epoch, hours, −log p(x))``."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"epoch", "seconds", "test_log_likelihood"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path} has no column {', '.join(sorted(missing))}")
-        epoch, elapsed, points = 0, 0.0, []
-        for row in reader:
-            try:
-                epoch, value = int(row["epoch"]), float(row["test_log_likelihood"])
-                elapsed += float(row["seconds"]) / 3600
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}, line {reader.line_num}: not numbers: {row}") from None
-            if not math.isnan(value):
-                points.append((epoch, elapsed, -value))
-    return epoch, points
-
-
-def _plan(recipe: Recipe, smoke_test: bool) -> dict[str, Any]:
-    """The budget and protocol of a run: the recipe's, or the smoke test's."""
-    plan = {
-        "dataset": recipe.dataset, "epochs": recipe.epochs,
-        "eval_samples": recipe.eval_samples, "eval_examples": recipe.eval_examples,
-        "test_every": recipe.test_every, "test_samples": recipe.test_samples,
-        "test_examples": recipe.test_examples,
-    }  # fmt: skip
-    if smoke_test:
-        plan |= {k: v for k, v in _SMOKE.items() if k in plan}
-    schedule = schedules.parse(recipe.lr_schedule)
-    if not smoke_test and schedule.epochs is not None and schedule.epochs != recipe.epochs:
-        raise ValueError(  # a recipe whose schedule and budget disagree is a typo
-            f"recipe {recipe.name!r}: its schedule has {schedule.epochs} epochs, "
-            f"its budget {recipe.epochs}"
-        )
-    return plan

@@ -100,6 +100,21 @@ def test_names_and_objectives_are_checked():
         recipes.reproduce("burda2015-1layer", "iwae:k=3", out="unused", smoke_test=True)
 
 
+def test_a_plan_is_the_recipe_s_budget_or_the_smoke_test_s():
+    from dataclasses import replace
+
+    recipe = recipes.get("burda2015-1layer")
+    full = recipe.plan()
+    assert (full["dataset"], full["epochs"], full["eval_samples"], full["eval_examples"]) == (
+        "mnist", 3280, 5000, None,
+    )  # fmt: skip
+    assert (full["test_every"], full["test_samples"], full["test_examples"]) == (20, 1000, 1000)
+    smoke = recipe.plan(smoke_test=True)
+    assert (smoke["dataset"], smoke["epochs"]) == ("mnist5k", 2) and smoke.keys() == full.keys()
+    with pytest.raises(ValueError, match="its schedule has 3280 epochs, its budget 100"):
+        replace(recipe, epochs=100).plan()
+
+
 @pytest.mark.parametrize("name", recipes.names())
 def test_each_recipe_runs_in_smoke_mode_and_writes_its_row(name, tmp_path):
     table = tmp_path / "REPRODUCTION.md"
