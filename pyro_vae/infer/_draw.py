@@ -7,10 +7,11 @@ of :mod:`pyro_vae.infer.estimators` is written once, over these quantities:
     log w_k = log p(x|z_k) + β [log p(z_k) - log q(z_k|x)]
     the ELBO's reconstruction and KL terms     (B,), means over particles, scaled
 
-Two classes provide them: :class:`pyro_vae.infer._fused.FusedDraw` computes a
-VAE's own densities from its parts, without tracing; :class:`pyro_vae.infer._traced.
-TracedDraw` reads them from the traces of any Pyro model and guide. The estimators
-never know which one they hold.
+Three classes provide them: :class:`pyro_vae.infer._fused.FusedDraw` computes a
+VAE's own densities from its parts, without tracing, and
+:class:`pyro_vae.infer._fused_hierarchy.HierarchicalDraw` a HierarchicalVAE's;
+:class:`pyro_vae.infer._traced.TracedDraw` reads them from the traces of any Pyro model
+and guide. The estimators never know which one they hold.
 
 A site's *scale* is the factor Pyro's ``poutine.scale`` puts on its log-density
 (1/B in ``fit``). The ELBO's terms carry each site's own scale; the
@@ -90,6 +91,10 @@ class Draw(Protocol):
         Raises:
             NotImplementedError: ``groups`` where this draw cannot split the terms.
         """
+
+    def path_hook_applies(self) -> bool:
+        """Whether :meth:`reweight_path` can weight the path gradient by one hook on z: there
+        is one latent site (with several, the gradient reaching one comes through others)."""
 
     def reweight_path(self, coefficient: torch.Tensor) -> bool:
         """Multiplies the gradient reaching z_k through its path by ``coefficient`` ``(K, B)``

@@ -17,11 +17,12 @@ the fused and traced paths see the same z. Tests check that every estimator
 gives the traced path's loss and gradients on random inputs.
 
 The fused path applies only where it cannot change the meaning of the program:
-the functions are a VAE's own ``model`` and ``guide`` (not overridden by a
-subclass), optionally wrapped by :class:`PerExample`, called with the batch
-alone, with no Pyro handler active (inside :class:`pyro.infer.SVI` or a user's
-``poutine`` context the traced path runs), and the guide's distribution has
-batch shape ``(B,)`` and one event dimension.
+the functions are a VAE's own ``model`` and ``guide``, or a HierarchicalVAE's
+(:mod:`pyro_vae.infer._fused_hierarchy`), not overridden by a subclass,
+optionally wrapped by :class:`PerExample`, called with the batch alone, with no
+Pyro handler active (inside :class:`pyro.infer.SVI` or a user's ``poutine``
+context the traced path runs), and the guide's distribution has batch shape
+``(B,)`` and one event dimension.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ import torch
 from pyro.poutine.runtime import _PYRO_STACK
 from torch.distributions.utils import _standard_normal
 
+from pyro_vae.infer import _fused_hierarchy
 from pyro_vae.infer._draw import KLTerm, distribution_name
 from pyro_vae.models._normal import HALF_LOG_2PI, diagonal_normal
-from pyro_vae.models.vae import VAE
+from pyro_vae.models.vae import VAE, HierarchicalVAE
 
 __all__ = ["PerExample", "FusedDraw", "match", "guide_distribution", "draw"]
 
@@ -67,6 +69,10 @@ class PerExample:
             return self.fn(x, *args, **kwargs)
 
 
+# The programs whose structure the fused path knows: a VAE's and a HierarchicalVAE's own.
+_OWN = ((VAE.model, VAE.guide), (HierarchicalVAE.model, HierarchicalVAE.guide))
+
+
 def match(
     model: Callable[..., Any], guide: Callable[..., Any], args: tuple, kwargs: dict
 ) -> tuple[VAE, float] | None:
@@ -88,8 +94,7 @@ def match(
         or args[0].dim() < 2
         or not isinstance(vae, VAE)
         or getattr(guide, "__self__", None) is not vae
-        or getattr(model, "__func__", None) is not VAE.model
-        or getattr(guide, "__func__", None) is not VAE.guide
+        or (getattr(model, "__func__", None), getattr(guide, "__func__", None)) not in _OWN
     ):
         return None
     return vae, (wrapper.scale(args[0]) if wrapper is not None else 1.0)
@@ -197,6 +202,9 @@ class FusedDraw:
         kl = _particle_mean(self.log_q(path=kind == "path") - self.log_prior())
         return [KLTerm("z", kl * self.scale, fallback=fallback)]
 
+    def path_hook_applies(self) -> bool:
+        return True
+
     def reweight_path(self, coefficient: torch.Tensor) -> bool:
         if self.z.requires_grad:
             scaled = coefficient.unsqueeze(-1)
@@ -234,10 +242,11 @@ def draw(
     reparameterized: bool = True,
     objective: str = "this objective",
     q: Any | None = None,
-) -> FusedDraw | None:
-    """Runs the encoder on ``x`` (unless ``q`` is given) and draws ``num_particles`` per example.
+) -> FusedDraw | _fused_hierarchy.HierarchicalDraw | None:
+    """Runs the encoder on ``x`` (unless ``q`` is given) and draws ``num_particles`` per example
+    (of every layer, for a HierarchicalVAE: :func:`pyro_vae.infer._fused_hierarchy.draw`).
 
-    Returns ``None``, before drawing anything, when the guide's distribution is
+    Returns ``None``, with the random state as it was, when a guide's distribution is
     not shaped as the fused path needs (see :func:`guide_distribution`).
 
     Raises:
@@ -246,6 +255,10 @@ def draw(
     q = guide_distribution(vae, x) if q is None else q
     if q is None:
         return None
+    if isinstance(vae, HierarchicalVAE):
+        return _fused_hierarchy.draw(
+            vae, scale, x, q, num_particles, reparameterized=reparameterized, objective=objective
+        )
     if not reparameterized:
         # A copy, so a flow's log_prob recomputes (with gradients) what sample() cached.
         z = q.sample((num_particles,)).clone()

@@ -244,6 +244,9 @@ class TracedDraw:
         shape[p.particle_dim], shape[p.data_dim] = p.num_particles, p.batch_size
         return shape + [1] * len(site["fn"].event_shape)
 
+    def path_hook_applies(self) -> bool:
+        return self.hook_shape() is not None
+
     def reweight_path(self, coefficient: torch.Tensor) -> bool:
         shape = self.hook_shape()
         if shape is None:

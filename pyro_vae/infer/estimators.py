@@ -75,7 +75,6 @@ import torch
 from pyro_vae._checks import check_finite_at_least
 from pyro_vae.infer._draw import Draw, KLTerm, log_weights
 from pyro_vae.infer._particle_elbo import KLSchedule, ParticleELBO
-from pyro_vae.infer._traced import TracedDraw
 
 __all__ = [
     "KLSchedule",
@@ -330,7 +329,7 @@ class DReG(IWAE):
         scale = d.example_scale()
         if not grad:
             return None, _iwae(log_weights(d, beta), scale)
-        if isinstance(d, TracedDraw) and d.hook_shape() is None:
+        if not d.path_hook_applies():
             return _dreg_by_replay(d, beta, scale)
         log_w = log_weights(d, beta, path=True)
         weights = torch.softmax(log_w.detach(), dim=0)

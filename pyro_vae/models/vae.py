@@ -261,7 +261,9 @@ class HierarchicalVAE(VAE):
     and
     every objective that supports several latent sites (all of :mod:`pyro_vae.objectives`;
     ``analytic-kl`` uses the closed form only at the top, where the prior does not
-    depend on a latent the guide samples later) trains it. The programs run traced.
+    depend on a latent the guide samples later) trains it. Its own programs are evaluated
+    from its parts, without tracing, on the fused path of ``pyro_vae.infer._fused``: the same
+    draws and the same numbers as the traced path, at less cost per step.
 
     A conditional layer is any :class:`~pyro_vae.guides.Guide`: a module mapping its
     input (the layer above, or x) to a distribution over its layer, such as

@@ -286,3 +286,132 @@ def test_swapped_parts_give_the_traced_path_s_numbers(prior, guide, spec):
     torch.testing.assert_close(fused[0], traced[0], rtol=1e-10, atol=1e-10)
     for a, b in zip(fused[1], traced[1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- hierarchies
+
+
+def _hierarchy(top_guide: str = "diagonal") -> pv.HierarchicalVAE:
+    """Three layers z1 (4), z2 (3), z3 (2) over 12 values, in double precision."""
+    torch.manual_seed(1)
+    vae = pv.HierarchicalVAE.mlp(12, [([8], 4), ([6], 3), ([5], 2)])
+    if top_guide == "iaf":
+        vae.upper_guides[1] = pv.guides.InverseAutoregressiveFlow(
+            pv.nets.MLP(3, [5]), 2, context_dim=4
+        )
+    elif top_guide == "full":
+        vae.upper_guides[1] = pv.guides.FullCovarianceNormal(pv.nets.MLP(3, [5]), 2)
+    return vae.double()
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("per_example", [False, True])
+def test_every_estimator_matches_the_traced_path_on_a_hierarchy(spec, per_example):
+    vae, x = _hierarchy(), binary_data(7).double()
+    wrap = _fused.PerExample if per_example else (lambda f: f)
+    model, guide = wrap(vae.model), wrap(vae.guide)
+    assert _fused.match(model, guide, (x,), {}) == (vae, 1 / 7 if per_example else 1.0)
+    objective = objectives.parse(spec).make()
+    objective.step = 4
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="analytic-kl: the KL")
+        fused = _loss_and_grads(objective, model, guide, vae, x)
+        traced = _loss_and_grads(objective, _traced(model), _traced(guide), vae, x)
+    torch.testing.assert_close(fused[0], traced[0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(fused[1], traced[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("top_guide", ["iaf", "full"])
+@pytest.mark.parametrize("spec", ["analytic-kl", "stl", "score-function:k=2", "iwae-dreg:k=3"])
+def test_a_hierarchy_with_another_top_guide_matches_the_traced_path(top_guide, spec):
+    vae, x = _hierarchy(top_guide), binary_data(6).double()
+    objective = objectives.parse(spec).make()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="analytic-kl: the KL")
+        fused = _loss_and_grads(objective, vae.model, vae.guide, vae, x)
+        traced = _loss_and_grads(objective, _traced(vae.model), _traced(vae.guide), vae, x)
+    torch.testing.assert_close(fused[0], traced[0], rtol=1e-10, atol=1e-10)
+    for a, b in zip(fused[1], traced[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_the_hierarchy_s_draw_is_the_guide_s_own_and_its_sites_are_named():
+    vae, x = _hierarchy(), binary_data(6).double()
+    torch.manual_seed(2)
+    d = _fused.draw(vae, 1.0, x, 3)
+    torch.manual_seed(2)
+    z1 = vae.encoder(x).rsample((3,))
+    z2 = vae.upper_guides[0](z1).rsample()
+    z3 = vae.upper_guides[1](z2).rsample()
+    assert [z.shape for z in d.zs] == [(3, 6, 4), (3, 6, 3), (3, 6, 2)]
+    for drawn, expected in zip(d.zs, (z1, z2, z3), strict=True):
+        assert torch.equal(drawn, expected)
+    assert [t.name for t in d.kl_terms("mc")] == ["z1", "z2", "z3"]
+    assert d.num_particles == 3 and not d.path_hook_applies()
+
+
+def test_analytic_kl_on_a_hierarchy_takes_the_top_layer_s_closed_form_and_says_why():
+    vae, x = _hierarchy(), binary_data(5).double()
+    d = _fused.draw(vae, 1.0, x, 4)
+    terms = {t.name: t for t in d.kl_terms("analytic")}
+    assert terms["z1"].fallback == "its prior depends on z2, z3, which the guide samples after it"
+    assert terms["z2"].fallback == "its prior depends on z3, which the guide samples after it"
+    assert terms["z3"].fallback is None
+    exact = torch.distributions.kl_divergence(d.qs[2], vae.prior()).mean(0)
+    torch.testing.assert_close(terms["z3"].value, exact)
+    objective = objectives.make("analytic-kl")
+    with pytest.warns(UserWarning) as caught:
+        objective.loss(vae.model, vae.guide, x)
+    assert [str(w.message) for w in caught] == [
+        f"analytic-kl: the KL of site {name!r} is estimated by Monte Carlo: {terms[name].fallback}"
+        for name in ("z1", "z2")
+    ]
+
+
+class _SharedTopGuide(Guide):
+    """An upper guide that ignores the layer below: batch shape (), which Pyro broadcasts."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__(torch.nn.Identity(), latent_dim)
+        self.loc = torch.nn.Parameter(torch.zeros(latent_dim, dtype=torch.float64))
+
+    def forward(self, z):
+        return dist.Normal(self.loc, 1.0).to_event(1)
+
+
+def test_an_upper_guide_the_fused_path_cannot_shape_falls_back_with_the_same_draws():
+    vae, x = _hierarchy(), binary_data(5).double()
+    vae.upper_guides[1] = _SharedTopGuide(2)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    assert _fused.draw(vae, 1.0, x, 3) is None
+    assert torch.equal(torch.get_rng_state(), before)  # as if nothing had been drawn
+    objective = objectives.make("iwae", 3)
+    fused = _loss_and_grads(objective, vae.model, vae.guide, vae, x)
+    traced = _loss_and_grads(objective, _traced(vae.model), _traced(vae.guide), vae, x)
+    torch.testing.assert_close(fused[0], traced[0], rtol=1e-12, atol=1e-12)
+
+
+def test_a_hierarchy_s_own_programs_are_matched_and_an_overriding_one_s_are_not():
+    vae, x = _hierarchy(), binary_data(4).double()
+    assert _fused.match(vae.model, vae.guide, (x,), {}) == (vae, 1.0)
+    one_layer = small_vae()
+    assert _fused.match(vae.model, one_layer.guide, (x,), {}) is None
+
+    class Overridden(pv.HierarchicalVAE):
+        def guide(self, x):
+            return super().guide(x)
+
+    sub = Overridden(vae.prior, list(vae.conditionals), vae.likelihood,
+                     [vae.encoder, *vae.upper_guides])  # fmt: skip
+    assert _fused.match(sub.model, sub.guide, (x,), {}) is None
+
+
+def test_fused_evaluation_of_a_hierarchy_matches_the_traced_path():
+    vae, x = _hierarchy(), binary_data(9).double()
+    results = []
+    for model, guide in ((vae.model, vae.guide), (_traced(vae.model), _traced(vae.guide))):
+        pyro.set_rng_seed(0)
+        results.append(evaluate.log_weights(model, guide, x, 23, batch_size=4, max_rows=10))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)
