@@ -62,7 +62,7 @@ class HierarchicalDraw:
     qs: list[Any]
     zs: list[torch.Tensor]
     scale: float
-    _cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def num_particles(self) -> int:
@@ -80,10 +80,14 @@ class HierarchicalDraw:
             self._cache["log_likelihood"] = likelihood.log_prob(self.x, self.zs[0])
         return self._cache["log_likelihood"]
 
-    def layer_log_priors(self, zs: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-        """log p(z_1|z_2), …, log p(z_{L-1}|z_L), log p(z_L) at ``zs`` (default: the
-        particles): ``(K, B)`` each, bottom-up."""
-        zs = self.zs if zs is None else zs
+    def layer_log_priors(self) -> list[torch.Tensor]:
+        """log p(z_1|z_2), …, log p(z_{L-1}|z_L), log p(z_L) at the particles: ``(K, B)``
+        each, bottom-up."""
+        if "layer_log_priors" not in self._cache:
+            self._cache["layer_log_priors"] = self._log_priors_at(self.zs)
+        return self._cache["layer_log_priors"]
+
+    def _log_priors_at(self, zs: list[torch.Tensor]) -> list[torch.Tensor]:
         conditionals = self.vae._modules["conditionals"]
         terms = [conditionals[l](zs[l + 1]).log_prob(zs[l]) for l in range(len(zs) - 1)]
         return [*terms, self.vae._modules["prior"].log_prob(zs[-1])]
@@ -91,13 +95,8 @@ class HierarchicalDraw:
     def log_prior(self) -> torch.Tensor:
         """log p(z_L) + Σ_l log p(z_{l-1}|z_l): ``(K, B)``."""
         if "log_prior" not in self._cache:
-            self._cache["log_prior"] = _total(self._layer_log_priors())
+            self._cache["log_prior"] = _total(self.layer_log_priors())
         return self._cache["log_prior"]
-
-    def _layer_log_priors(self) -> list[torch.Tensor]:
-        if "layer_log_priors" not in self._cache:
-            self._cache["layer_log_priors"] = self.layer_log_priors()
-        return self._cache["layer_log_priors"]
 
     def layer_log_qs(self, *, path: bool = False) -> list[torch.Tensor]:
         """log q(z_1|x), log q(z_l|z_{l-1}) …: ``(K, B)`` each, bottom-up; with ``path``
@@ -105,7 +104,7 @@ class HierarchicalDraw:
         key = "layer_log_qs_path" if path else "layer_log_qs"
         if key not in self._cache:
             if path:
-                cut = self.cut_guide(self.vae, self.x, self.qs[0], self.zs)
+                cut = self.cut_log_qs()
                 # At views of z: a flow would otherwise reuse its cached base draw.
                 own = [q.log_prob(z.view_as(z)) for q, z in zip(self.qs, self.zs, strict=True)]
                 terms = [t - s + s.detach() for t, s in zip(own, cut, strict=True)]
@@ -114,15 +113,12 @@ class HierarchicalDraw:
             self._cache[key] = terms
         return self._cache[key]
 
-    @staticmethod
-    def cut_guide(
-        vae: HierarchicalVAE, x: torch.Tensor, q1: Any, zs: list[torch.Tensor]
-    ) -> list[torch.Tensor]:
+    def cut_log_qs(self) -> list[torch.Tensor]:
         """Each layer's log q at the cut latents z̄, with the guide's parameters live:
-        q(z̄_1|x) from ``q1``, and each upper guide run again at the cut layer below."""
-        cut = [z.detach() for z in zs]
-        upper = vae._modules["upper_guides"]
-        terms = [q1.log_prob(cut[0])]
+        q(z̄_1|x), and each upper guide run again at the cut layer below: ``(K, B)`` each."""
+        cut = [z.detach() for z in self.zs]
+        upper = self.vae._modules["upper_guides"]
+        terms = [self.qs[0].log_prob(cut[0])]
         terms += [upper[l - 1](cut[l - 1]).log_prob(cut[l]) for l in range(1, len(cut))]
         return terms
 
@@ -150,7 +146,7 @@ class HierarchicalDraw:
         if groups:
             raise NotImplementedError("the fused path has no per-dimension KL terms")
         names, top = self.names, len(self.zs) - 1
-        log_qs, log_ps = self.layer_log_qs(path=kind == "path"), self._layer_log_priors()
+        log_qs, log_ps = self.layer_log_qs(path=kind == "path"), self.layer_log_priors()
         terms = []
         for layer, (log_q, log_p) in enumerate(zip(log_qs, log_ps, strict=True)):
             fallback = None
@@ -160,7 +156,9 @@ class HierarchicalDraw:
             elif kind == "analytic":
                 try:
                     kl = self.vae._modules["prior"].kl_from(self.qs[top])
-                    terms.append(KLTerm(names[top], kl.mean(0) * self.scale))
+                    if top > 0:  # q(z_L|z_{L-1}) has batch shape (K, B); q(z_1|x) has (B,)
+                        kl = kl.mean(0)
+                    terms.append(KLTerm(names[top], kl * self.scale))
                     continue
                 except NotImplementedError:
                     q, p = distribution_name(self.qs[top]), distribution_name(self.vae.prior())
@@ -180,8 +178,8 @@ class HierarchicalDraw:
         (one more pass of the decoder, the conditionals and the upper guides)."""
         cut = [z.detach() for z in self.zs]
         likelihood = self.vae._modules["likelihood"]
-        cut_model = likelihood.log_prob(self.x, cut[0]) + beta * _total(self.layer_log_priors(cut))
-        cut_guide = _total(self.cut_guide(self.vae, self.x, self.qs[0], self.zs))
+        cut_model = likelihood.log_prob(self.x, cut[0]) + beta * _total(self._log_priors_at(cut))
+        cut_guide = _total(self.cut_log_qs())
         return cut_model, cut_guide
 
 

@@ -291,10 +291,11 @@ def test_swapped_parts_give_the_traced_path_s_numbers(prior, guide, spec):
 # --------------------------------------------------------------------------- hierarchies
 
 
-def _hierarchy(top_guide: str = "diagonal") -> pv.HierarchicalVAE:
-    """Three layers z1 (4), z2 (3), z3 (2) over 12 values, in double precision."""
+def _hierarchy(top_guide: str = "diagonal", layers: int = 3) -> pv.HierarchicalVAE:
+    """Layers z1 (4), z2 (3), z3 (2) over 12 values, the first ``layers`` of them, in double
+    precision."""
     torch.manual_seed(1)
-    vae = pv.HierarchicalVAE.mlp(12, [([8], 4), ([6], 3), ([5], 2)])
+    vae = pv.HierarchicalVAE.mlp(12, [([8], 4), ([6], 3), ([5], 2)][:layers])
     if top_guide == "iaf":
         vae.upper_guides[1] = pv.guides.InverseAutoregressiveFlow(
             pv.nets.MLP(3, [5]), 2, context_dim=4
@@ -306,8 +307,9 @@ def _hierarchy(top_guide: str = "diagonal") -> pv.HierarchicalVAE:
 
 @pytest.mark.parametrize("spec", SPECS)
 @pytest.mark.parametrize("per_example", [False, True])
-def test_every_estimator_matches_the_traced_path_on_a_hierarchy(spec, per_example):
-    vae, x = _hierarchy(), binary_data(7).double()
+@pytest.mark.parametrize("layers", [1, 3])
+def test_every_estimator_matches_the_traced_path_on_a_hierarchy(spec, per_example, layers):
+    vae, x = _hierarchy(layers=layers), binary_data(7).double()
     wrap = _fused.PerExample if per_example else (lambda f: f)
     model, guide = wrap(vae.model), wrap(vae.guide)
     assert _fused.match(model, guide, (x,), {}) == (vae, 1 / 7 if per_example else 1.0)
