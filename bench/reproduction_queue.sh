@@ -42,12 +42,15 @@ for entry in "${queue[@]}"; do
     fi
     resume=()
     [ -f "$out/checkpoint.pt" ] && resume=(--resume)
+    status=0
     "$cli" reproduce "$recipe" --objective "$objective" --data-dir "$data" --out "$out" \
-        --max-minutes "$left" --table "$table" "${resume[@]}"
-    # The orderings at equal epochs and README's table, brought up to date with the new row.
+        --max-minutes "$left" --table "$table" "${resume[@]}" || status=$?
+    # The orderings at equal epochs and README's table, brought up to date with the new row,
+    # also when the run was stopped (SIGTERM to it exits 143 after writing its row).
     "$python" "$root/bench/reproduction_orderings.py" "$runs" --table "$table" || true
     if [ "$table" = "$root/REPRODUCTION.md" ]; then
         "$python" "$root/bench/reproduction_summary.py" || true
     fi
+    [ "$status" -eq 0 ] || exit "$status"
     [ -f "$out/metrics.json" ] || exit 0  # stopped at its budget: the next call resumes it
 done
