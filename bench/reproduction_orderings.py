@@ -8,7 +8,9 @@ reproduction/ordering_NAME.png beside the table (the anytime curves, and each ru
 difference from the reference at equal epochs) and rewrites the table's section
 "orderings": the differences at a few epochs, how far each run has trained, and where
 the reference is scored, the other run's final value projected from it
-(pyro_vae.recipes.at_equal_epochs). Run it again whenever the runs have gone on.
+(pyro_vae.recipes.at_equal_epochs). An ordering whose runs are not in RUNS_DIR keeps its
+subsection as last written, marked so, rather than losing it. Run it again whenever the runs
+have gone on.
 """
 
 from __future__ import annotations
@@ -56,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.runs.is_dir():
         parser.error(f"no folder {args.runs}")
     lines = ["## Orderings at equal epochs", "", _INTRO, ""]
-    drawn = 0
+    drawn, written = 0, _written_subsections(args.table)
     for name, title, reference, others, paper in ORDERINGS:
         curves = [_curve(args.runs / folder) for folder in (reference, *others)]
         ref, rest = curves[0], [c for c in curves[1:] if c is not None]
         if ref is None or not rest:
+            lines += _kept(written.get(title, []))
             continue
         figure = args.table.parent / "reproduction" / f"ordering_{name}.png"
         pv.plots.save_anytime_comparison(
@@ -87,6 +90,38 @@ _INTRO = (
     "not a result (the range of those differences is given beside it). Differences in the "
     f"first {SINCE:.0%} of the budget still move, and nothing is projected from them."
 )
+
+
+KEPT = (
+    "*Kept as last written: the runs it was drawn from were not in the runs folder when this "
+    "section was redrawn.*"
+)
+_COMMAND = "Command: `python bench/reproduction_orderings.py"
+
+
+def _written_subsections(table: Path) -> dict[str, list[str]]:
+    """The subsections of ``table``'s section "orderings" as written, by title: the lines
+    from ``### TITLE`` to the next subsection (the closing command line left out)."""
+    text = table.read_text() if table.is_file() else ""
+    begin, end = text.find("<!-- begin orderings -->"), text.find("<!-- end orderings -->")
+    if begin < 0 or end < begin:
+        return {}
+    subsections: dict[str, list[str]] = {}
+    lines: list[str] | None = None
+    for line in text[begin:end].splitlines():
+        if line.startswith("### "):
+            lines = subsections.setdefault(line[4:].strip(), [])
+        if lines is not None and not line.startswith(_COMMAND):
+            lines.append(line)
+    return subsections
+
+
+def _kept(lines: list[str]) -> list[str]:
+    """A subsection that cannot be drawn now, as last written and marked so (once)."""
+    if not lines:
+        return []
+    body = "\n".join(line for line in lines[1:] if line != KEPT).strip()
+    return [lines[0], "", KEPT, "", *body.splitlines(), ""]
 
 
 def _curve(folder: Path) -> pv.recipes.AnytimeCurve | None:

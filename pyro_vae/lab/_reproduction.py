@@ -25,6 +25,7 @@ import os
 import platform
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -133,7 +134,12 @@ def final_scores(
 
 
 def write_results(result: Reproduction, table: str | Path | None) -> None:
-    """Draws the run's figure into its folder and puts its row into ``table``."""
+    """Draws the run's figure into its folder and puts its row into ``table``.
+
+    A scored row of the same recipe, objective and device is replaced only by another
+    scored row: a run in progress (an anytime estimate, which reads high) leaves it and
+    its figure as they are, with a warning that says where the run's own figure is.
+    """
     from pyro_vae.plots.reproduction import save_reproduction_curve
 
     paper, against = result.recipe.paper_value(result.objective)
@@ -144,6 +150,13 @@ def write_results(result: Reproduction, table: str | Path | None) -> None:
     if table is None:
         return
     table = Path(table)
+    if result.scores is None and _scored_row(table, result) is not None:
+        warnings.warn(
+            f"{table} keeps its scored row of {result.recipe.name} {result.objective} on "
+            f"{result.device}: a run in progress does not replace it (its curve: {figure})",
+            stacklevel=2,
+        )
+        return
     row = _row(result, paper, against, figure, table)
 
     def add_row(text: str) -> str:
@@ -240,6 +253,19 @@ def _row(
 
 def _key(row: dict[str, str]) -> tuple[str, str, str]:
     return row["recipe"], row["objective"], row["device"]
+
+
+def _scored_row(table: Path, result: Reproduction) -> dict[str, str] | None:
+    """``table``'s row of ``result``'s recipe, objective and device if it holds a final
+    score (not an estimate in progress), else ``None``."""
+    if not table.exists():
+        return None
+    objective = result.objective + (" (smoke test)" if result.smoke_test else "")
+    key = (result.recipe.name, objective, result.device)
+    for row in read_rows(table.read_text()):
+        if _key(row) == key and "in progress" not in row["ours"]:
+            return row
+    return None
 
 
 def _after_table(text: str) -> str:

@@ -229,6 +229,29 @@ def test_the_orderings_benchmark_writes_its_figures_and_section(runs, tmp_path, 
     assert table.read_text() == text
 
 
+def test_an_ordering_whose_runs_are_gone_keeps_its_subsection(runs, tmp_path, capsys):
+    """A machine lost with its run folders must not take the written orderings with it."""
+    import shutil
+
+    table = tmp_path / "REPRODUCTION.md"
+    table.write_text("# Reproduction\n\n## Notes\n")
+    script = runpy.run_path(str(ROOT / "bench" / "reproduction_orderings.py"))
+    assert script["main"]([str(runs), "--table", str(table)]) == 0
+    iwae = table.read_text().split("### IWAE and DReG against the VAE")[1].split("###")[0]
+    partial = tmp_path / "partial"  # the VAE's folder, every ordering's reference, is gone
+    for name in ("burda2015-1layer_iwae_k-5", "burda2015-1layer_iwae-dreg_k-5"):
+        shutil.copytree(runs / name, partial / name)
+    assert script["main"]([str(partial), "--table", str(table)]) == 0
+    assert "wrote 1 ordering(s)" in capsys.readouterr().out
+    text = table.read_text()
+    kept = text.split("### IWAE and DReG against the VAE")[1].split("###")[0]
+    assert kept.startswith(" (one layer)\n\n" + script["KEPT"] + "\n\n")
+    assert kept.replace(script["KEPT"] + "\n\n", "") == iwae
+    assert "### DReG against IWAE, k = 5 (one layer)" in text and text.count("Command:") == 1
+    assert script["main"]([str(partial), "--table", str(table)]) == 0
+    assert table.read_text() == text, "kept once, not marked again"
+
+
 def test_the_summary_puts_the_real_rows_into_the_readme(tmp_path, capsys):
     from pyro_vae.lab._reproduction import write_results
 

@@ -161,6 +161,33 @@ def test_a_row_s_figure_is_named_without_colons_or_equals_signs(tmp_path):
     assert "[curve](reproduction/burda2015-1layer_iwae_k-5.png)" in table.read_text()
 
 
+def test_a_run_in_progress_does_not_replace_a_scored_row_or_its_figure(tmp_path):
+    """A second run of a scored configuration (a restart) shows in the table once scored."""
+    from dataclasses import replace
+
+    from pyro_vae.lab._reproduction import write_results
+
+    table, figure = (
+        tmp_path / "REPRODUCTION.md",
+        tmp_path / "reproduction" / "burda2015-1layer_elbo.png",
+    )
+    kwargs = {"smoke_test": True, "table": None, "progress": False}
+    scored = recipes.reproduce("burda2015-1layer", "elbo", out=tmp_path / "a", **kwargs)
+    write_results(replace(scored, smoke_test=False), table)  # as a real run's rows
+    text, drawn = table.read_text(), figure.read_bytes()
+    cut = recipes.reproduce(
+        "burda2015-1layer", "elbo", out=tmp_path / "b", max_minutes=1e-9, **kwargs
+    )
+    with pytest.warns(UserWarning, match="keeps its scored row of burda2015-1layer elbo"):
+        write_results(replace(cut, smoke_test=False), table)
+    assert table.read_text() == text and figure.read_bytes() == drawn
+    assert (tmp_path / "b" / "reproduction.png").is_file(), "the run's own curve is drawn"
+
+    write_results(replace(cut, smoke_test=False, scores={**scored.scores, "nll": 90.0}), table)
+    (row,) = read_rows(table.read_text())
+    assert row["ours"] == "90.00" and row["epochs"] == "1 of 2"
+
+
 def test_a_new_row_keeps_the_notes_written_below_the_table(tmp_path):
     table = tmp_path / "REPRODUCTION.md"
     kwargs = {"smoke_test": True, "table": table, "progress": False}
@@ -176,7 +203,9 @@ def test_a_new_row_keeps_the_notes_written_below_the_table(tmp_path):
 def test_an_interrupted_recipe_run_resumes_exactly_and_refuses_another_recipe(tmp_path):
     table = tmp_path / "REPRODUCTION.md"
     kwargs = {"smoke_test": True, "table": table, "progress": False}
-    straight = recipes.reproduce("burda2015-1layer", "elbo", out=tmp_path / "a", **kwargs)
+    straight = recipes.reproduce(
+        "burda2015-1layer", "elbo", out=tmp_path / "a", **{**kwargs, "table": None}
+    )  # its scored row would keep the cut run's row out of the table
     cut = recipes.reproduce(
         "burda2015-1layer", "elbo", out=tmp_path / "b", max_minutes=1e-9, **kwargs
     )
