@@ -60,7 +60,8 @@ sampling. "± over images" is the standard error of the mean over the test image
 Carlo" that of the importance-sampling estimate. Training time is the time of the training
 steps alone (no evaluation). A row "in progress" is a run that has not trained its epochs yet:
 its value is the latest anytime estimate (fewer samples and images, see its figure), a point on
-the way, not a result. Smoke-test rows come from the embedded data set and mean nothing.
+the way, not a result; a scored row stays until another run of its recipe, objective and
+device is scored. Smoke-test rows come from the embedded data set and mean nothing.
 """
 
 
