@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pyro_vae.lab import recipes
+from pyro_vae.lab._run_files import read_log
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = {"smoke_test": True, "table": None, "progress": False}
@@ -31,10 +32,6 @@ def stopped(tmp_path) -> Path:
     runs = tmp_path / "runs"
     recipes.reproduce("burda2015-1layer", "elbo", out=runs / NAME, max_minutes=1e-9, **SMOKE)
     return runs
-
-
-def _last_epoch(folder: Path) -> int:
-    return int(folder.joinpath("log.csv").read_text().strip().splitlines()[-1].split(",")[0])
 
 
 def test_a_stopped_run_restored_on_an_empty_machine_resumes_exactly(carry, stopped, tmp_path):
@@ -90,7 +87,7 @@ def test_a_folder_behind_the_stored_run_is_brought_forward(carry, stopped, tmp_p
         store / NAME / "metrics.json"
     ).read_bytes()
     assert not (behind / NAME / "checkpoint.pt").exists(), "a scored run has no checkpoint"
-    assert _last_epoch(behind / NAME) == _last_epoch(stopped / NAME)
+    assert read_log(behind / NAME / "log.csv") == read_log(stopped / NAME / "log.csv")
 
 
 _HOLDER = """
