@@ -108,3 +108,18 @@ def test_outside_the_main_thread_nothing_changes():
     worker.start()
     worker.join()
     assert seen == [before]
+
+
+def test_a_signal_during_an_atomic_write_is_raised_once_the_file_is_whole(tmp_path):
+    from pyro_vae._atomic import write_atomically
+
+    def write(f):
+        f.write(b"first half ")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler would run here, half-way through the file
+        f.write(b"second half")
+
+    with pytest.raises(Terminated), terminate_as_interrupt():
+        write_atomically(tmp_path / "file", write)
+    assert (tmp_path / "file").read_bytes() == b"first half second half"
+    assert list(tmp_path.iterdir()) == [tmp_path / "file"]
