@@ -147,7 +147,17 @@ def write_results(result: Reproduction, table: str | Path | None) -> None:
     figure = result.out / "reproduction.png"
     if result.history.rows:
         title = f"{result.recipe.name}, {result.objective}"
-        save_reproduction_curve(result.history, paper, f"paper ({against})", title, figure)
+        final = None
+        if result.scores is not None:
+            scores = result.scores
+            final = (
+                scores["nll"],
+                scores["stderr_images"],
+                f"final score (K = {scores['num_samples']}, {scores['examples']:,} images)",
+            )
+        save_reproduction_curve(
+            result.history, paper, f"paper ({against})", title, figure, final=final
+        )
     if table is None:
         return
     table = Path(table)

@@ -23,6 +23,9 @@ __all__ = ["save_reproduction_curve", "save_anytime_comparison"]
 #: published value (or ``None``).
 Curve = tuple[str, Sequence[int], Sequence[float], float | None]
 
+#: A scored run's final test −log p(x), its standard error and a label for the legend.
+FinalScore = tuple[float, float, str]
+
 
 def save_reproduction_curve(
     history: History,
@@ -30,14 +33,27 @@ def save_reproduction_curve(
     paper_label: str,
     title: str,
     path: str | os.PathLike,
+    final: FinalScore | None = None,
 ) -> Path:
     """Plots −``test_log_likelihood`` (nats) against the epoch (log scale) and against
     the cumulative training time in hours, with the published value as a dashed line.
 
+    Arguments:
+        final: the scored run's ``(nll, stderr, label)``, drawn as a point with its error
+            bar (none where ``stderr`` is NaN, as for one image) at the last epoch and the
+            last hour; the anytime estimates use fewer samples and images, so the two need
+            not meet.
+
     Raises:
-        ValueError: the history holds no anytime measurement.
+        ValueError: the history holds no anytime measurement, or ``final`` has a
+            non-finite score or a negative standard error.
     """
     check_figure_path(path)
+    if final is not None and not (math.isfinite(final[0]) and not final[1] < 0):
+        raise ValueError(
+            "the final score must be finite with a standard error ≥ 0 or NaN, "
+            f"got {final[0]} ± {final[1]}"
+        )
     hours = list(itertools.accumulate(s / 3600 for s in history.column("seconds")))
     points = [
         (epoch, hour, -value)
@@ -55,12 +71,25 @@ def save_reproduction_curve(
         ax.plot(x, nll, marker=".", label="pyro_vae (anytime estimate)")
         if paper is not None:
             ax.axhline(paper, color="black", linestyle="--", label=f"{paper_label}: {paper:.2f}")
+        if final is not None:
+            nll_final, stderr, final_label = final
+            known = not math.isnan(stderr)
+            ax.errorbar(
+                [x[-1]],
+                [nll_final],
+                yerr=[stderr] if known else None,
+                fmt="*",
+                markersize=10,
+                color="tab:red",
+                capsize=3,
+                label=f"{final_label}: {nll_final:.2f}" + (f" ± {stderr:.2f}" if known else ""),
+            )
         if i == 0:
             _epoch_axis(ax, max(epochs))
         ax.set_xlabel(label)
         ax.set_ylabel("test −log p(x) (nats, lower is better)")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper right", fontsize="small")  # the curves fall from the upper left
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)

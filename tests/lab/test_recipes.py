@@ -161,6 +161,33 @@ def test_a_row_s_figure_is_named_without_colons_or_equals_signs(tmp_path):
     assert "[curve](reproduction/burda2015-1layer_iwae_k-5.png)" in table.read_text()
 
 
+def test_a_scored_run_s_figure_marks_its_final_score(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from pyro_vae.lab._reproduction import write_results
+    from pyro_vae.plots import reproduction
+
+    finals = []
+    draw = reproduction.save_reproduction_curve
+    monkeypatch.setattr(
+        reproduction, "save_reproduction_curve",
+        lambda *args, final=None: finals.append(final) or draw(*args, final=final),
+    )  # fmt: skip
+    kwargs = {"smoke_test": True, "table": None, "progress": False}
+    scored = recipes.reproduce("burda2015-1layer", "elbo", out=tmp_path / "a", **kwargs)
+    recipes.reproduce(  # stopped after 1 of 2 epochs: not scored
+        "burda2015-1layer", "elbo", out=tmp_path / "b", max_minutes=1e-9, **kwargs
+    )
+    scores = scored.scores
+    assert finals == [
+        (scores["nll"], scores["stderr_images"], "final score (K = 10, 100 images)"),
+        None,
+    ]
+    finals.clear()
+    write_results(replace(scored, smoke_test=False), tmp_path / "REPRODUCTION.md")
+    assert finals[0][0] == scores["nll"]
+
+
 def test_a_run_in_progress_does_not_replace_a_scored_row_or_its_figure(tmp_path):
     """A second run of a scored configuration (a restart) shows in the table once scored."""
     from dataclasses import replace

@@ -128,3 +128,36 @@ def test_the_reproduction_curve_writes_its_epochs_out(tmp_path, monkeypatch):
     shown = [t for t in labels if 20 <= float(t) <= 460]
     assert shown == ["20", "50", "100", "200"]  # a span under a decade, no 2×10¹ 3×10¹ ...
     assert not any(t.get_text() for t in axis.get_xticklabels(minor=True))
+
+
+def test_the_reproduction_curve_marks_the_final_score(tmp_path, monkeypatch):
+    from pyro_vae.plots import reproduction
+
+    rows = [
+        {"epoch": e, "train_loss": 90.0, "valid_loss": float("nan"), "seconds": 10.0,
+         "test_log_likelihood": -90.0 + e / 1000}
+        for e in range(20, 120, 20)
+    ]  # fmt: skip
+    figures = []
+    monkeypatch.setattr(reproduction, "save_figure", lambda fig, path: figures.append(fig))
+    final = (85.23, 0.22, "final score")
+    reproduction.save_reproduction_curve(
+        History(rows=rows), 85.5, "paper", "run", tmp_path / "c.png", final=final
+    )
+    by_epoch, by_time = figures[0].axes
+    for axis, x in ((by_epoch, 100.0), (by_time, 5 * 10.0 / 3600)):
+        labels = axis.get_legend_handles_labels()[1]
+        assert "final score: 85.23 ± 0.22" in labels
+        star = next(line for line in axis.lines if line.get_marker() == "*")
+        assert star.get_xdata()[0] == pytest.approx(x) and star.get_ydata()[0] == 85.23
+
+    reproduction.save_reproduction_curve(
+        History(rows=rows), None, "paper", "run", tmp_path / "c.png",
+        final=(85.23, float("nan"), "one image"),
+    )  # fmt: skip
+    assert "one image: 85.23" in figures[-1].axes[0].get_legend_handles_labels()[1]
+    for bad in ((float("nan"), 0.2, "x"), (85.0, -0.1, "x")):
+        with pytest.raises(ValueError, match="the final score must be finite"):
+            reproduction.save_reproduction_curve(
+                History(rows=rows), None, "paper", "run", tmp_path / "c.png", final=bad
+            )
