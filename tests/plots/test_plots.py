@@ -109,14 +109,19 @@ def test_image_grid_rows_can_be_labelled(tmp_path, monkeypatch):
         plots.save_image_grid(images, (1, 4, 4), tmp_path / "h.png", ncols=4, row_labels=names[:2])
 
 
+def _anytime_rows(epochs):
+    """History rows of 10 s epochs with an anytime estimate of −90 + epoch / 1000 at each."""
+    return [
+        {"epoch": e, "train_loss": 90.0, "valid_loss": float("nan"), "seconds": 10.0,
+         "test_log_likelihood": -90.0 + e / 1000}
+        for e in epochs
+    ]  # fmt: skip
+
+
 def test_the_reproduction_curve_writes_its_epochs_out(tmp_path, monkeypatch):
     from pyro_vae.plots import reproduction
 
-    rows = [
-        {"epoch": e, "train_loss": 90.0, "valid_loss": float("nan"), "seconds": 10.0,
-         "test_log_likelihood": -90.0 + e / 1000}
-        for e in range(20, 480, 20)
-    ]  # fmt: skip
+    rows = _anytime_rows(range(20, 480, 20))
     figures = []
     monkeypatch.setattr(reproduction, "save_figure", lambda fig, path: figures.append(fig))
     reproduction.save_reproduction_curve(
@@ -133,11 +138,7 @@ def test_the_reproduction_curve_writes_its_epochs_out(tmp_path, monkeypatch):
 def test_the_reproduction_curve_marks_the_final_score(tmp_path, monkeypatch):
     from pyro_vae.plots import reproduction
 
-    rows = [
-        {"epoch": e, "train_loss": 90.0, "valid_loss": float("nan"), "seconds": 10.0,
-         "test_log_likelihood": -90.0 + e / 1000}
-        for e in range(20, 120, 20)
-    ]  # fmt: skip
+    rows = _anytime_rows(range(20, 120, 20))
     figures = []
     monkeypatch.setattr(reproduction, "save_figure", lambda fig, path: figures.append(fig))
     final = (85.23, 0.22, "final score")
