@@ -9,6 +9,7 @@ epochs, and ``REPRODUCTION.md``'s page includes it under the table.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,13 @@ def _rows(table: str) -> list[list[str]]:
     ]
 
 
+def _epochs_words(cell: str) -> str:
+    """The epochs cell in words: ``"1187 of 2000, stopped early (best: 1137)"`` becomes
+    ``"1187 of 2000 epochs, stopped early (best: 1137)"``."""
+    match = re.fullmatch(r"(\d+ of \d+)(.*)", cell)
+    return f"{match[1]} epochs{match[2]}" if match else f"{cell} epochs"
+
+
 def curves_page(table: str) -> str:
     """The Markdown of the curves section for the text of REPRODUCTION.md."""
     lines = ["## The curves", ""]
@@ -39,7 +47,7 @@ def curves_page(table: str) -> str:
             ":width: 100%",
             "",
             f"{recipe}, `{objective}`: {ours} against the paper's {paper}, "
-            f"{epochs} epochs, {hours} of training on {device}.",
+            f"{_epochs_words(epochs)}, {hours} of training on {device}.",
             "```",
             "",
         ]

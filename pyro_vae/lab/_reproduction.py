@@ -61,7 +61,10 @@ Carlo" that of the importance-sampling estimate. Training time is the time of th
 steps alone (no evaluation). A row "in progress" is a run that has not trained its epochs yet:
 its value is the latest anytime estimate (fewer samples and images, see its figure), a point on
 the way, not a result; a scored row stays until another run of its recipe, objective and
-device is scored. Smoke-test rows come from the embedded data set and mean nothing.
+device is scored. Where a recipe validates, the score is that of the parameters of the epoch
+with the lowest validation loss, named in the epochs column when it is not the last ("best:
+1137"); "stopped early" means the validation loss stopped improving before the planned epochs
+(the recipe's patience). Smoke-test rows come from the embedded data set and mean nothing.
 """
 
 
@@ -226,7 +229,6 @@ def _row(
     result: Reproduction, paper: float | None, against: str, figure: Path, table: Path
 ) -> dict[str, str]:
     history, scores = result.history, result.scores
-    epochs = history.rows[-1]["epoch"] if history.rows else 0
     seconds = sum(row["seconds"] for row in history.rows)
     planned = result.plan["epochs"]
     if scores is not None:
@@ -255,11 +257,24 @@ def _row(
         "ours": ours,
         "± over images": images,
         "± Monte Carlo": mc,
-        "epochs": f"{epochs} of {planned}",
+        "epochs": _epochs_cell(history, planned, scored=scores is not None),
         "training time": f"{seconds / 3600:.2f} h",
         "device": result.device,
         "figure": link,
     }
+
+
+def _epochs_cell(history: History, planned: int, *, scored: bool) -> str:
+    """``"1187 of 2000, stopped early (best: 1137)"``: the epochs trained of those planned,
+    whether early stopping ended the run, and, for a scored run, the epoch whose parameters
+    were scored where it is not the last (``fit`` restores the best epoch's)."""
+    epochs = history.rows[-1]["epoch"] if history.rows else 0
+    cell = f"{int(epochs)} of {planned}"
+    if history.stopped_early:
+        cell += ", stopped early"
+    if scored and history.best_epoch is not None and history.best_epoch != epochs:
+        cell += f" (best: {history.best_epoch})"
+    return cell
 
 
 def _key(row: dict[str, str]) -> tuple[str, str, str]:

@@ -215,6 +215,34 @@ def test_a_run_in_progress_does_not_replace_a_scored_row_or_its_figure(tmp_path)
     assert row["ours"] == "90.00" and row["epochs"] == "1 of 2"
 
 
+def test_the_epochs_cell_says_when_a_run_stopped_early_and_which_epoch_was_scored(tmp_path):
+    """A run that validates is scored with its best epoch's parameters (fit restores them):
+    its row names that epoch, and says whether early stopping ended the run."""
+    from dataclasses import replace
+
+    from pyro_vae.lab._reproduction import write_results
+
+    table = tmp_path / "REPRODUCTION.md"
+    kwargs = {"smoke_test": True, "table": None, "progress": False}
+    scored = recipes.reproduce("burda2015-1layer", "elbo", out=tmp_path / "a", **kwargs)
+    cases = [  # (best epoch, stopped early, scored, the cell)
+        (1, True, True, "2 of 5, stopped early (best: 1)"),
+        (2, True, True, "2 of 5, stopped early"),
+        (1, False, True, "2 of 5 (best: 1)"),
+        (None, False, True, "2 of 5"),
+        (1, False, False, "2 of 5"),  # in progress: nothing scored yet
+    ]
+    for best, early, is_scored, cell in cases:
+        table.unlink(missing_ok=True)
+        result = replace(
+            scored, history=pv.History(scored.history.rows, best, early),
+            plan={**scored.plan, "epochs": 5}, scores=scored.scores if is_scored else None,
+        )  # fmt: skip
+        write_results(result, table)
+        (row,) = read_rows(table.read_text())
+        assert row["epochs"] == cell, (best, early, is_scored)
+
+
 def test_a_new_row_keeps_the_notes_written_below_the_table(tmp_path):
     table = tmp_path / "REPRODUCTION.md"
     kwargs = {"smoke_test": True, "table": table, "progress": False}

@@ -152,6 +152,15 @@ def test_the_reproduction_curve_marks_the_final_score(tmp_path, monkeypatch):
         star = next(line for line in axis.lines if line.get_marker() == "*")
         assert star.get_xdata()[0] == pytest.approx(x) and star.get_ydata()[0] == 85.23
 
+    # A run that validated holds (and was scored with) its best epoch's parameters.
+    reproduction.save_reproduction_curve(
+        History(rows=rows, best_epoch=60), 85.5, "paper", "run", tmp_path / "c.png", final=final
+    )
+    for axis, x in zip(figures[-1].axes, (60.0, 3 * 10.0 / 3600), strict=True):
+        assert "final score (epoch 60): 85.23 ± 0.22" in axis.get_legend_handles_labels()[1]
+        star = next(line for line in axis.lines if line.get_marker() == "*")
+        assert star.get_xdata()[0] == pytest.approx(x)
+
     reproduction.save_reproduction_curve(
         History(rows=rows), None, "paper", "run", tmp_path / "c.png",
         final=(85.23, float("nan"), "one image"),
