@@ -94,9 +94,11 @@ def save_reproduction_curve(
         ax.set_xlabel(label)
         ax.set_ylabel("test −log p(x) (nats, lower is better)")
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize="small")  # the curves fall from the upper left
+    # One legend under both panels: inside either it hid the curve or the axis label.
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return save_figure(fig, path)
 
 

@@ -146,6 +146,8 @@ def test_the_reproduction_curve_marks_the_final_score(tmp_path, monkeypatch):
         History(rows=rows), 85.5, "paper", "run", tmp_path / "c.png", final=final
     )
     by_epoch, by_time = figures[0].axes
+    assert len(figures[0].legends) == 1, "one legend, under both panels"
+    assert by_epoch.get_legend() is None and by_time.get_legend() is None
     for axis, x in ((by_epoch, 100.0), (by_time, 5 * 10.0 / 3600)):
         labels = axis.get_legend_handles_labels()[1]
         assert "final score: 85.23 ± 0.22" in labels
