@@ -272,8 +272,8 @@ def _epochs_cell(history: History, planned: int, *, scored: bool) -> str:
     cell = f"{int(epochs)} of {planned}"
     if history.stopped_early:
         cell += ", stopped early"
-    if scored and history.best_epoch is not None and history.best_epoch != epochs:
-        cell += f" (best: {history.best_epoch})"
+    if scored and history.kept_epoch != epochs:
+        cell += f" (best: {history.kept_epoch})"
     return cell
 
 

@@ -41,8 +41,8 @@ def save_reproduction_curve(
     Arguments:
         final: the scored run's ``(nll, stderr, label)``, drawn as a point with its error
             bar (none where ``stderr`` is NaN, as for one image) at the epoch whose
-            parameters were scored, and its hour: the history's ``best_epoch`` where the run
-            validated (``fit`` restores that epoch's parameters at the end), else the last.
+            parameters were scored, and its hour: the history's ``kept_epoch`` (the best
+            epoch where the run validated, else the last).
             The anytime estimates use fewer samples and images, so the two need not meet.
 
     Raises:
@@ -56,7 +56,6 @@ def save_reproduction_curve(
             f"got {final[0]} ± {final[1]}"
         )
     hours = list(itertools.accumulate(s / 3600 for s in history.column("seconds")))
-    scored = _scored_epoch(history)
     points = [
         (epoch, hour, -value)
         for epoch, hour, value in zip(
@@ -68,6 +67,7 @@ def save_reproduction_curve(
         raise ValueError("the history holds no test log-likelihood to plot (fit(test=...))")
     epochs, times, nll = zip(*points, strict=True)
     fig = Figure(figsize=(10, 4))
+    scored = history.kept_epoch
     at = (scored, hours[history.column("epoch").index(scored)]) if final is not None else ()
     for i, (x, label) in enumerate(((epochs, "epoch"), (times, "training time (hours)"))):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -77,7 +77,7 @@ def save_reproduction_curve(
         if final is not None:
             nll_final, stderr, final_label = final
             known = not math.isnan(stderr)
-            earlier = f" (epoch {int(scored)})" if scored != history.rows[-1]["epoch"] else ""
+            earlier = f" (epoch {scored})" if scored != history.rows[-1]["epoch"] else ""
             ax.errorbar(
                 [at[i]],
                 [nll_final],
@@ -100,13 +100,6 @@ def save_reproduction_curve(
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return save_figure(fig, path)
-
-
-def _scored_epoch(history: History) -> float:
-    """The epoch whose parameters a finished run holds: the best epoch where the run
-    validated (one of its rows), else the last."""
-    epochs = history.column("epoch")
-    return history.best_epoch if history.best_epoch in epochs else epochs[-1]
 
 
 def save_anytime_comparison(curves: Sequence[Curve], title: str, path: str | os.PathLike) -> Path:

@@ -39,6 +39,16 @@ class History:
     nothing_to_do: bool = False
     out_of_time: bool = False
 
+    @property
+    def kept_epoch(self) -> int | None:
+        """The epoch whose parameters the model holds when ``fit`` returns: the best epoch
+        where the run validated (``fit`` restores its parameters), else the last; ``None``
+        without epochs."""
+        if not self.rows:
+            return None
+        epochs = [int(row["epoch"]) for row in self.rows]
+        return self.best_epoch if self.best_epoch in epochs else epochs[-1]
+
     def column(self, name: str) -> list[float]:
         """The values of one column, one per epoch."""
         if name not in LOG_COLUMNS:

@@ -134,10 +134,16 @@ def test_early_stopping_restores_the_best_parameters_of_a_plain_pyro_model(tmp_p
         progress=False,
     )
     assert history.stopped_early and history.best_epoch == 1 and len(history.rows) == 3
+    assert history.kept_epoch == 1, "the model holds the best epoch's parameters"
     best = pv.checkpoints.load(tmp_path / "best.pt")["params"]["b"]
     torch.testing.assert_close(pyro.param("b").detach(), best)
     last = pv.checkpoints.load(tmp_path / "checkpoint.pt")["params"]["b"]
     assert (last > best).all()
+
+
+def test_without_validation_the_kept_epoch_is_the_last():
+    rows = [{"epoch": e, "train_loss": 1.0, "seconds": 1.0} for e in (1, 2, 3)]
+    assert pv.History(rows).kept_epoch == 3 and pv.History().kept_epoch is None
 
 
 def test_a_plain_pyro_model_resumes_from_its_checkpoint(tmp_path):
