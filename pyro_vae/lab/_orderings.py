@@ -40,6 +40,8 @@ class AnytimeCurve:
         protocol: what the anytime estimates measured: ``dataset``, ``smoke_test``,
             ``test_examples`` and ``test_samples``. Only curves of one protocol compare.
         path: the run folder.
+        scored_epoch: the epoch whose parameters ``final`` scored (the best epoch where the
+            run validated, else the last), or ``None`` before the run is scored.
     """
 
     recipe: str
@@ -53,6 +55,7 @@ class AnytimeCurve:
     paper: float | None
     protocol: dict[str, Any]
     path: Path
+    scored_epoch: int | None = None
 
     @property
     def label(self) -> str:
@@ -83,7 +86,8 @@ class Projection:
 
     Attributes:
         value: the projected final −log p(x): the reference's final score plus ``offset``.
-        epoch: the epoch it is projected to (the reference's last).
+        epoch: the epoch it is projected to: the one whose parameters the reference's
+            final score is of (its best epoch where it validated, else its last).
         offset: the mean difference other − reference over the epochs in ``over``.
         low, high: the smallest and largest of those differences.
         over: the shared epochs averaged.
@@ -141,9 +145,9 @@ class EqualEpochs:
         used = [difference for _, difference in rows[-last:]]
         offset = sum(used) / len(used)
         over = tuple(epoch for epoch, _ in rows[-last:])
-        return Projection(
-            final + offset, self.reference.trained, offset, min(used), max(used), over
-        )
+        at = self.reference.scored_epoch
+        at = self.reference.trained if at is None else at
+        return Projection(final + offset, at, offset, min(used), max(used), over)
 
 
 def at_equal_epochs(reference: AnytimeCurve, other: AnytimeCurve) -> EqualEpochs:

@@ -103,13 +103,23 @@ def device_name(device: torch.device) -> str:
 
 
 def final_scores(
-    vae: VAE, test: torch.Tensor, num_samples: int, folder: RunFolder, *, recompute: bool
+    vae: VAE,
+    test: torch.Tensor,
+    num_samples: int,
+    folder: RunFolder,
+    *,
+    recompute: bool,
+    epoch: int | None = None,
 ) -> dict[str, Any]:
     """The final test scores, from ``metrics.json`` unless ``recompute`` or missing.
 
+    ``epoch`` is the epoch whose parameters ``vae`` holds (``History.kept_epoch``: the best
+    epoch where the run validated), saved with the scores.
+
     Returns:
         ``{"nll", "stderr_images", "stderr_mc", "num_samples", "examples",
-        "seconds", "device"}``, also written to the run folder's ``metrics.json``.
+        "seconds", "device", "epoch"}``, also written to the run folder's ``metrics.json``
+        (one written before the scores named their epoch has no ``"epoch"``).
     """
     path = folder.path / "metrics.json"
     if not recompute and path.exists():
@@ -131,6 +141,7 @@ def final_scores(
         "examples": n,
         "seconds": time.perf_counter() - tic,
         "device": device_name(device),
+        "epoch": epoch,
     }
     text = json.dumps(scores, indent=2) + "\n"
     write_atomically(path, lambda f: f.write(text.encode()))

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_json", "read_log"]
+__all__ = ["read_json", "read_log", "scored_epoch"]
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -50,3 +50,32 @@ def read_log(path: Path) -> tuple[int, list[tuple[int, float, float]]]:
             if not math.isnan(value):
                 points.append((epoch, elapsed, -value))
     return epoch, points
+
+
+def scored_epoch(folder: Path, metrics: dict[str, Any]) -> int:
+    """The epoch whose parameters a scored run's ``metrics`` were computed from.
+
+    ``metrics.json`` names it (``"epoch"``); one written before it did gets the epoch
+    that ``fit`` keeps, read from ``log.csv``: that of the lowest validation loss (the
+    first of equals, as ``fit`` keeps the first), or the last epoch where the run did not
+    validate.
+
+    Raises:
+        ValueError: ``log.csv`` has no ``valid_loss`` column, or a row does not hold numbers.
+    """
+    if metrics.get("epoch") is not None:
+        return int(metrics["epoch"])
+    path = folder / "log.csv"
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if "valid_loss" not in (reader.fieldnames or ()):
+            raise ValueError(f"{path} has no column valid_loss")
+        last, best, best_loss = 0, None, math.inf
+        for row in reader:
+            try:
+                last, loss = int(row["epoch"]), float(row["valid_loss"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}, line {reader.line_num}: not numbers: {row}") from None
+            if loss < best_loss:
+                best, best_loss = last, loss
+    return last if best is None else best

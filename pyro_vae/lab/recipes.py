@@ -44,7 +44,7 @@ from pyro_vae.infer import objectives
 from pyro_vae.lab._orderings import AnytimeCurve, EqualEpochs, Projection, at_equal_epochs
 from pyro_vae.lab._recipe import Recipe
 from pyro_vae.lab._reproduction import Reproduction, device_name, final_scores, write_results
-from pyro_vae.lab._run_files import read_json, read_log
+from pyro_vae.lab._run_files import read_json, read_log, scored_epoch
 from pyro_vae.models import init
 from pyro_vae.models.registry import build_vae
 from pyro_vae.models.vae import VAE
@@ -283,7 +283,10 @@ def _score(
     computed again unless the run was resumed with nothing to train."""
     rows = data.subset_rows(plan["dataset"], "test", plan["eval_examples"], root=data_dir)
     recompute = not history.nothing_to_do
-    return final_scores(vae, test[rows], plan["eval_samples"], folder, recompute=recompute)
+    return final_scores(
+        vae, test[rows], plan["eval_samples"], folder, recompute=recompute,
+        epoch=history.kept_epoch,
+    )  # fmt: skip
 
 
 def _recipe_data(
@@ -349,10 +352,13 @@ def anytime_curve(path: str | os.PathLike) -> AnytimeCurve:
     plan = recipe.plan(smoke_test)
     trained, points = read_log(folder / "log.csv")
     metrics = folder / "metrics.json"
-    final = read_json(metrics).get("nll") if metrics.is_file() else None
+    final = scored = None
+    if metrics.is_file():
+        scores = read_json(metrics)
+        final, scored = scores.get("nll"), scored_epoch(folder, scores)
     protocol = {key: plan[key] for key in ("dataset", "test_examples", "test_samples")}
     return AnytimeCurve(
         recipe.name, objective, tuple(e for e, _, _ in points), tuple(v for _, _, v in points),
         tuple(h for _, h, _ in points), trained, plan["epochs"], final, paper,
-        protocol | {"smoke_test": smoke_test}, folder,
+        protocol | {"smoke_test": smoke_test}, folder, scored,
     )  # fmt: skip

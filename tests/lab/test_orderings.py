@@ -95,6 +95,35 @@ def test_damaged_files_of_a_run_folder_are_named(runs, tmp_path):
         recipes.anytime_curve(folder)
 
 
+def test_a_scored_run_names_the_epoch_it_was_scored_at(runs, tmp_path):
+    """metrics.json names the epoch; one written before it did gets the epoch fit kept:
+    that of the lowest validation loss (the first of equals), else the last."""
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(runs / "burda2015-1layer_elbo", folder)
+    assert recipes.anytime_curve(folder).scored_epoch == 2  # no validation: the last
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "epoch": 1}))
+    assert recipes.anytime_curve(folder).scored_epoch == 1
+    del metrics["epoch"]
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    assert recipes.anytime_curve(folder).scored_epoch == 2  # old file, no validation: the last
+    header, *rows = (folder / "log.csv").read_text().splitlines()
+    lines = [header]
+    for epoch, valid in enumerate(["90.5", "89.0", "89.0", "nan", "91.0"], start=1):
+        cells = rows[0].split(",")
+        cells[0], cells[header.split(",").index("valid_loss")] = str(epoch), valid
+        lines.append(",".join(cells))
+    (folder / "log.csv").write_text("\n".join(lines) + "\n")
+    curve = recipes.anytime_curve(folder)
+    assert (curve.trained, curve.scored_epoch) == (5, 2)
+    (folder / "log.csv").write_text("epoch,seconds,test_log_likelihood\n1,2.0,nan\n")
+    with pytest.raises(ValueError, match="log.csv has no column valid_loss"):
+        recipes.anytime_curve(folder)
+    assert recipes.anytime_curve(runs / "burda2015-1layer_iwae-dreg_k-5").scored_epoch is None
+
+
 def test_runs_compare_at_the_epochs_both_measured():
     reference = _curve([20, 40, 60, 80], [95.0, 93.0, 92.0, 91.0])
     other = _curve([20, 40, 60], [93.5, 91.6, 90.4], name="b")
@@ -109,6 +138,9 @@ def test_a_run_on_its_way_is_projected_from_a_finished_reference():
     other = _curve([20, 40, 60], [93.5, 91.6, 90.4], name="b")
     projection = recipes.at_equal_epochs(reference, other).projection(last=2)
     assert projection.value == pytest.approx(87.0 - 1.5) and projection.epoch == 80
+    # A reference scored at its best epoch is projected to that epoch, not its last.
+    best = replace(reference, scored_epoch=60)
+    assert recipes.at_equal_epochs(best, other).projection(last=2).epoch == 60
     assert (projection.low, projection.high) == pytest.approx((-1.6, -1.4))
     assert projection.over == (40, 60)
     assert recipes.at_equal_epochs(reference, other).projection(last=3).offset == pytest.approx(

@@ -129,6 +129,8 @@ def test_each_recipe_runs_in_smoke_mode_and_writes_its_row(name, tmp_path):
     assert row["objective"] == f"{objective} (smoke test)"
     best = result.history.best_epoch  # a recipe that validates is scored at its best epoch
     assert row["epochs"] == ("2 of 2" if best in (None, 2) else f"2 of 2 (best: {best})")
+    assert result.scores["epoch"] == (2 if best is None else best)
+    assert recipes.anytime_curve(tmp_path / "run").scored_epoch == result.scores["epoch"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     recipe = recipes.get(name)
     settings = (config["recipe"], config["lr_schedule"], config["adam_eps"], config["lr"])
