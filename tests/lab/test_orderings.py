@@ -261,6 +261,33 @@ def test_the_orderings_benchmark_writes_its_figures_and_section(runs, tmp_path, 
     assert table.read_text() == text
 
 
+def test_the_guide_s_log_variance_against_a_clip_is_measured(runs, tmp_path, capsys):
+    """bench/guide_log_variance.py: the share of the trained guide's log σ² outside a range
+    (the VampPrior code's hardtanh), counted from the run's own parameters."""
+    script = runpy.run_path(str(ROOT / "bench" / "guide_log_variance.py"))
+    folder = runs / "burda2015-1layer_elbo"
+    assert script["main"]([str(folder), "--low", "-6", "--high", "2"]) == 0
+    out = capsys.readouterr().out
+    run = pv.load_run(folder)
+    images = pv.data.load("mnist5k", "test", binarize="static")
+    log_var = 2 * run.vae.encoder(images).base_dist.scale.log().detach()
+    assert f"{images.shape[0]:,} test images × 50 units" in out
+    assert f"| {log_var.min().item():.2f} | " in out
+    share = ((log_var < -6) | (log_var > 2)).float().mean().item()
+    assert f"outside [-6, 2]: {share:.2%} of all" in out
+    # A range that leaves every unit outside on every image: each unit is named.
+    assert script["main"]([str(folder), "--low", "-100", "--high", "-99"]) == 0
+    out = capsys.readouterr().out
+    assert "outside [-100, -99]: 100.00% of all" in out and "unit 49" in out
+    for argv, message in (
+        ([str(folder), "--low", "2", "--high", "2"], "--low must be below --high"),
+        ([str(tmp_path)], "holds no best.pt or checkpoint.pt"),
+    ):
+        with pytest.raises(SystemExit):
+            script["main"](argv)
+        assert message in capsys.readouterr().err
+
+
 def test_an_ordering_whose_runs_are_gone_keeps_its_subsection(runs, tmp_path, capsys):
     """A machine lost with its run folders must not take the written orderings with it."""
     import shutil
