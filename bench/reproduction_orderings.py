@@ -157,8 +157,8 @@ def _section(
         projection = pair.projection(LAST, since=int(SINCE * ref.planned))
         if projection is not None:
             lines.append(
-                f"- Projected: {pair.other.label} at epoch {projection.epoch:,} (the epoch "
-                f"the reference's score is of): "
+                f"- Projected: {pair.other.label} at epoch {projection.epoch:,} (the "
+                f"reference's scored epoch): "
                 f"{ref.final:.2f} {_signed(projection.offset)} = {projection.value:.2f} "
                 f"(differences {_signed(projection.low)} to {_signed(projection.high)} over epochs "
                 f"{projection.over[0]}–{projection.over[-1]}; paper "

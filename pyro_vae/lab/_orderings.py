@@ -86,8 +86,8 @@ class Projection:
 
     Attributes:
         value: the projected final −log p(x): the reference's final score plus ``offset``.
-        epoch: the epoch it is projected to: the one whose parameters the reference's
-            final score is of (its best epoch where it validated, else its last).
+        epoch: the epoch it is projected to: the reference's scored epoch (its best
+            where it validated, else its last).
         offset: the mean difference other − reference over the epochs in ``over``.
         low, high: the smallest and largest of those differences.
         over: the shared epochs averaged.
